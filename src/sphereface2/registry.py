@@ -41,7 +41,8 @@ class Registry(Generic[T]):
             return self._builders[name]
         except KeyError:
             valid = ", ".join(self.names())
-            raise UnknownNameError(f"unknown {self.family} {name!r}; valid names: {valid}") from None
+            message = f"unknown {self.family} {name!r}; valid names: {valid}"
+            raise UnknownNameError(message) from None
 
     def build(self, name: str, **kwargs: Any) -> T:
         return self.get(name)(**kwargs)
