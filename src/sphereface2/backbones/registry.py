@@ -1,0 +1,41 @@
+"""The backbone registry: build any backbone by name, so callers never import a class.
+
+A backbone is an ``nn.Module`` mapping float images (B, 3, H, W) to embeddings
+(B, embedding_dim), with attributes ``embedding_dim`` and ``input_size`` (H, W).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from sphereface2.registry import Registry
+
+BACKBONES: Registry[nn.Module] = Registry("backbone")
+
+
+def backbone_options(name: str) -> list[str]:
+    """The keyword options that backbone ``name`` accepts besides ``embedding_dim``."""
+    builder = BACKBONES.get(name)
+    params = inspect.signature(builder).parameters
+    return [p for p in params if p != "embedding_dim"]
+
+
+def build_backbone(name: str, embedding_dim: int = 512, **options: Any) -> nn.Module:
+    """Build the registered backbone ``name`` (e.g. ``"sfnet20"``, ``"iresnet50"``).
+
+    ``options`` are the family's keyword options (``width``, ``input_size``, and
+    ``batch_norm`` for SFNet or ``dropout`` for both); an unknown name raises
+    ``UnknownNameError`` listing the valid names, an unknown option a ``TypeError``
+    listing the valid options, and a bad value a ``ValueError`` naming the option.
+    """
+    valid = backbone_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"backbone {name!r} got unknown option(s) {', '.join(unknown)}; "
+            f"valid options: embedding_dim, {', '.join(valid)}"
+        )
+    return BACKBONES.build(name, embedding_dim=embedding_dim, **options)
