@@ -1,0 +1,184 @@
+"""The SphereFace2 loss as pure functions of cosines (no modules, no state).
+
+Per sample with label y, over classes i (reference.md section 1):
+
+    L = lam / r * softplus(-P(cos_y)) + (1 - lam) / r * sum_{i != y} softplus(N(cos_i))
+
+with positive logit P and negative logit N depending on the margin type:
+
+    C:  P = r * (g(cos_y) - m) + b                  N = r * (g(cos_i) + m) + b
+    A:  P = r * g(cos(min(theta_y + m, pi))) + b    N = r * g(cos_i) + b
+    M:  P = r * g(cos(min(m * theta_y, pi))) + b    N = r * g(cos_i) + b
+
+    g(z) = 2 * ((z + 1) / 2)^t - 1,   theta = arccos(cos)   (see angular.ANGLE_EPS)
+
+Every classifier's gradient depends only on its own logit, so the loss of a batch is a sum
+of independent terms over classes. :func:`chunk_loss` computes that sum for any contiguous
+range of classes, which is what a class-sharded or chunked head needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sphereface2.heads.angular import angle, scaled_with_gradient
+
+MARGIN_TYPES = ("C", "A", "M")
+
+
+def similarity_adjust(cos: Tensor, t: float) -> Tensor:
+    """g(z) = 2 ((z + 1) / 2)^t - 1, mapping [-1, 1] onto itself; t = 1 is the identity.
+
+    The input is clamped to [-1, 1] first: a matmul of unit vectors can return -1 - 1e-7,
+    and a negative base with a non-integer t would give NaN.
+    """
+    return 2.0 * ((cos.clamp(-1.0, 1.0) + 1.0) * 0.5).pow(t) - 1.0
+
+
+def _positive_value(cos_y: Tensor, margin_type: str, m: float, t: float) -> Tensor:
+    """The positive logit divided by r, without the bias."""
+    if margin_type == "C":
+        return similarity_adjust(cos_y, t) - m
+    theta = angle(cos_y)
+    shifted = theta + m if margin_type == "A" else theta * m
+    return similarity_adjust(torch.cos(shifted.clamp(max=math.pi)), t)
+
+
+def _negative_value(cos: Tensor, margin_type: str, m: float, t: float) -> Tensor:
+    """The negative logit divided by r, without the bias (only C has a negative margin)."""
+    adjusted = similarity_adjust(cos, t)
+    return adjusted + m if margin_type == "C" else adjusted
+
+
+def positive_logit(
+    cos_y: Tensor,
+    bias: Tensor | float,
+    *,
+    margin_type: str,
+    r: float,
+    m: float,
+    t: float,
+    gradient: str = "full",
+) -> Tensor:
+    """Logit of each sample's own classifier; ``gradient="detached"`` back-propagates r * cos."""
+    value = scaled_with_gradient(
+        cos_y, lambda c: _positive_value(c, margin_type, m, t), r, gradient
+    )
+    return value + bias
+
+
+def negative_logit(
+    cos: Tensor,
+    bias: Tensor | float,
+    *,
+    margin_type: str,
+    r: float,
+    m: float,
+    t: float,
+    gradient: str = "full",
+) -> Tensor:
+    """Logits of the other classifiers (any shape); ``"detached"`` back-propagates r * cos."""
+    value = scaled_with_gradient(cos, lambda c: _negative_value(c, margin_type, m, t), r, gradient)
+    return value + bias
+
+
+def chunk_loss(
+    cos: Tensor,
+    positive_index: Tensor,
+    bias: Tensor | float,
+    *,
+    margin_type: str,
+    lam: float,
+    r: float,
+    m: float,
+    t: float,
+    gradient: str = "full",
+) -> Tensor:
+    """Per-sample loss contributed by a chunk of C classes; returns shape (B,).
+
+    ``cos`` is (B, C): the cosines of the batch to the chunk's proxies. ``positive_index``
+    is (B,) integer: the column of each sample's own class in the chunk, or any value
+    outside [0, C) when its class lies in another chunk. Summing the results over chunks
+    that cover all classes gives the per-sample loss L (without lw).
+
+    Every column is first scored as a negative; for samples whose positive is in the chunk
+    that column's negative term is then subtracted again and the positive term added. This
+    needs only (B,) extra memory instead of a (B, C) mask, and the two gradient
+    contributions to the label column cancel exactly.
+    """
+    num_cols = cos.shape[1]
+    negative_terms = F.softplus(
+        negative_logit(cos, bias, margin_type=margin_type, r=r, m=m, t=t, gradient=gradient)
+    )
+    has_positive = (positive_index >= 0) & (positive_index < num_cols)
+    column = torch.where(has_positive, positive_index, 0).long().unsqueeze(1)
+    negative_at_label = negative_terms.gather(1, column).squeeze(1)
+    negative_sum = negative_terms.sum(dim=1) - torch.where(
+        has_positive, negative_at_label, negative_at_label.new_zeros(())
+    )
+
+    cos_y = cos.gather(1, column).squeeze(1)
+    positive_terms = F.softplus(
+        -positive_logit(cos_y, bias, margin_type=margin_type, r=r, m=m, t=t, gradient=gradient)
+    )
+    positive_terms = torch.where(has_positive, positive_terms, positive_terms.new_zeros(()))
+    return (lam / r) * positive_terms + ((1.0 - lam) / r) * negative_sum
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow; either argument may be -inf."""
+    high, low = max(a, b), min(a, b)
+    if high == -math.inf:
+        return -math.inf
+    return high + math.log1p(math.exp(low - high))
+
+
+def bias_init(
+    num_classes: int, margin_type: str, lam: float, r: float, m: float, t: float
+) -> float:
+    """The bias b0 minimising the initial loss when every cosine is 0 (float64 closed form).
+
+    At cos = 0 every negative logit is a_i + b and the positive logit a_y + b, with
+    a_i = r * (g(0) + m_neg) and a_y = r * g(cos theta_y0) - r * m_pos
+    (theta_y0 = pi/2 for C, min(pi, pi/2 + m) for A, min(pi, m pi / 2) for M).
+    Setting dL/db = 0 gives a quadratic in v = exp(a_i + b) with z = lam / ((1-lam)(K-1)):
+
+        exp(a_y - a_i) v^2 + (1 - z) v - z = 0,
+        b0 = log(2 z) - a_i - log(1 - z + sqrt((1 - z)^2 + 4 z exp(a_y - a_i))).
+
+    Evaluated in log space so that neither a large a_y - a_i (M with m < 1) nor z > 1
+    (few classes, large lambda) overflows or cancels.
+    """
+    if num_classes < 2:
+        raise ValueError(f"bias_init needs num_classes >= 2, got {num_classes}")
+    if not 0.0 < lam < 1.0:
+        raise ValueError(f"bias_init needs 0 < lam < 1, got {lam}")
+
+    def g(z: float) -> float:
+        return 2.0 * ((z + 1.0) / 2.0) ** t - 1.0
+
+    if margin_type == "C":
+        a_y, a_i = r * (g(0.0) - m), r * (g(0.0) + m)
+    elif margin_type == "A":
+        a_y, a_i = r * g(math.cos(min(math.pi, math.pi / 2.0 + m))), r * g(0.0)
+    elif margin_type == "M":
+        a_y, a_i = r * g(math.cos(min(math.pi, m * math.pi / 2.0))), r * g(0.0)
+    else:
+        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
+
+    z = lam / ((1.0 - lam) * (num_classes - 1))
+    d = a_y - a_i
+    one_minus_z = 1.0 - z
+    log_abs = math.log(abs(one_minus_z)) if one_minus_z != 0.0 else -math.inf
+    log_sqrt = 0.5 * _logaddexp(2.0 * log_abs, math.log(4.0 * z) + d)
+    if one_minus_z >= 0.0:
+        # v = 2z / (1 - z + sqrt(...)): a sum of non-negative terms in the denominator.
+        log_v = math.log(2.0 * z) - _logaddexp(log_abs, log_sqrt)
+    else:
+        # v = (sqrt(...) + z - 1) / (2 exp(d)): again a sum of positive terms.
+        log_v = _logaddexp(log_sqrt, log_abs) - math.log(2.0) - d
+    return log_v - a_i
