@@ -1,9 +1,10 @@
 """Option checks and small pieces shared by every backbone family.
 
-Both families (SFNet, IResNet) halve the spatial size four times with stride-2 convs, so
-the last feature map is input / 16 and the embedding Linear's input size follows from
-``input_size``. The checks here turn a bad option into a ValueError that names the option
-and the value instead of a shape mismatch deep inside a conv.
+Both families (SFNet, IResNet) halve the spatial size four times with stride-2 3x3 convs
+(padding 1), each mapping a side n to ceil(n / 2); the last feature map is therefore
+ceil(H / 16) x ceil(W / 16) (112 -> 7, 56 -> 4) and the embedding Linear's input size
+follows from ``input_size``. The checks here turn a bad option into a ValueError that
+names the option and the value instead of a shape mismatch deep inside a conv.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 
 #: Total down-sampling factor of the four stride-2 stages.
 DOWNSAMPLE = 16
+#: Smallest accepted side: below it the last stages would only see padding.
+MIN_SIDE = 16
 
 
 def check_embedding_dim(embedding_dim: int) -> int:
@@ -43,7 +46,7 @@ def check_dropout(dropout: float) -> float:
 
 
 def check_input_size(input_size: int | Sequence[int]) -> tuple[int, int]:
-    """(H, W) as two positive multiples of 16 (an int means a square), or ValueError."""
+    """(H, W) as two ints >= 16 (an int means a square), or ValueError."""
     if isinstance(input_size, int) and not isinstance(input_size, bool):
         size: tuple[int, ...] = (input_size, input_size)
     elif isinstance(input_size, Sequence) and not isinstance(input_size, str):
@@ -53,10 +56,10 @@ def check_input_size(input_size: int | Sequence[int]) -> tuple[int, int]:
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
         raise ValueError(f"input_size must be two ints (H, W), got {input_size!r}")
     height, width = size
-    if height < DOWNSAMPLE or width < DOWNSAMPLE or height % DOWNSAMPLE or width % DOWNSAMPLE:
+    if height < MIN_SIDE or width < MIN_SIDE:
         raise ValueError(
-            f"input_size {height}x{width} is not supported: H and W must be positive multiples "
-            f"of {DOWNSAMPLE} (four stride-2 stages), e.g. 112x112 -> a 7x7 final map"
+            f"input_size {height}x{width} is too small: H and W must be at least {MIN_SIDE} "
+            f"(four stride-2 stages; 112x112 gives a 7x7 final map)"
         )
     return height, width
 
@@ -67,8 +70,8 @@ def scaled(channels: int, width: float) -> int:
 
 
 def final_map_size(input_size: tuple[int, int]) -> tuple[int, int]:
-    """Spatial size of the last feature map, e.g. (112, 112) -> (7, 7)."""
-    return input_size[0] // DOWNSAMPLE, input_size[1] // DOWNSAMPLE
+    """Spatial size of the last feature map, e.g. (112, 112) -> (7, 7), (56, 56) -> (4, 4)."""
+    return -(-input_size[0] // DOWNSAMPLE), -(-input_size[1] // DOWNSAMPLE)
 
 
 def check_images(images: torch.Tensor, input_size: tuple[int, int], model: str) -> None:

@@ -93,7 +93,8 @@ class IResNet(nn.Module):
         embedding_dim: size of the output embedding (arcface_torch's ``num_features``).
         dropout: dropout probability on the flattened features before ``fc``.
         width: channel multiplier; each stage has max(1, round(c * width)) channels.
-        input_size: (H, W) the model is built for; both multiples of 16.
+        input_size: (H, W) the model is built for (each >= 16); the final map is
+            ceil(H / 16) x ceil(W / 16).
     """
 
     def __init__(

@@ -108,7 +108,8 @@ class SFNet(nn.Module):
         embedding_dim: size of the output embedding.
         batch_norm: False for the paper's network, True for the BN variant (see module doc).
         width: channel multiplier; each stage has max(1, round(c * width)) channels.
-        input_size: (H, W) the model is built for; both multiples of 16.
+        input_size: (H, W) the model is built for (each >= 16); the final map is
+            ceil(H / 16) x ceil(W / 16).
         dropout: dropout probability on the flattened features before the Linear.
     """
 
