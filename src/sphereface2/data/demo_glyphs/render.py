@@ -1,0 +1,238 @@
+"""Draw one sample: a glyph in a font style under random geometric and photometric nuisance.
+
+The glyph is composed on a canvas twice the output size and box-filtered down, which
+anti-aliases the affine warp, the stroke change and the occluder edges in one step.
+Randomness comes only from the ``numpy.random.Generator`` passed in, so a sample is a
+pure function of (glyph, style choice, generator state).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .charset import FontBook
+
+#: Font size (pixels) glyph masks are drawn at before the warp shrinks them.
+GLYPH_FONT_SIZE = 96
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """Strength of every random nuisance; the defaults are the calibrated demo setting.
+
+    Geometry is relative to the canvas side: the glyph's longer ink side spans ``scale``
+    of it, and its centre moves by up to ``shift`` of it.
+    """
+
+    rotation_deg: float = 18.0
+    scale: tuple[float, float] = (0.55, 0.9)
+    aspect_jitter: float = 0.15
+    shear: float = 0.2
+    shift: float = 0.1
+    bold_p: float = 0.25
+    thin_p: float = 0.15
+    occlusion_p: float = 0.5
+    occlusion_size: tuple[float, float] = (0.2, 0.45)
+    clutter_p: float = 0.4
+    min_contrast: float = 0.3
+    texture_p: float = 0.5
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.3, 0.9)
+    noise_sigma: tuple[float, float] = (2.0, 14.0)
+
+    def __post_init__(self) -> None:
+        for name in ("bold_p", "thin_p", "occlusion_p", "clutter_p", "texture_p", "blur_p"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"Nuisance.{name} must be a probability in [0, 1], got {value}")
+        for name in ("scale", "occlusion_size", "blur_sigma", "noise_sigma"):
+            low, high = getattr(self, name)
+            if not 0.0 <= low <= high:
+                raise ValueError(f"Nuisance.{name} must be (low, high) with 0 <= low <= high")
+        if not 0.0 < self.scale[1] <= 1.0:
+            raise ValueError(f"Nuisance.scale must stay within (0, 1], got {self.scale}")
+        if not 0.0 <= self.min_contrast <= 0.9:
+            raise ValueError(f"Nuisance.min_contrast must be in [0, 0.9], got {self.min_contrast}")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready view (tuples become lists) for meta.json."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in fields(self)
+        }
+
+
+class GlyphCache:
+    """Glyph masks drawn once per (character, style) and reused by all samples."""
+
+    def __init__(self, book: FontBook, font_size: int = GLYPH_FONT_SIZE) -> None:
+        self.book = book
+        self.font_size = font_size
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
+
+    def mask(self, char: str, style: str) -> np.ndarray:
+        """uint8 ink mask cropped to the ink; errors name the character and style."""
+        key = (char, style)
+        if key not in self._masks:
+            mask = self.book.glyph_mask(char, style, self.font_size)
+            if mask is None:
+                raise ValueError(f"style {style!r} draws nothing for U+{ord(char):04X}")
+            self._masks[key] = mask
+        return self._masks[key]
+
+
+class Renderer:
+    """Draws samples of a fixed output size under a fixed nuisance setting.
+
+    Only the glyph is drawn at twice the output size (then box-filtered down, which
+    anti-aliases the warp and the stroke change); colours, clutter and occluders are
+    composed at the output size, where they cost a quarter as much.
+    """
+
+    def __init__(self, cache: GlyphCache, size: int, nuisance: Nuisance) -> None:
+        if size < 8:
+            raise ValueError(f"image size must be at least 8 pixels, got {size}")
+        self.cache = cache
+        self.size = size
+        self.nuisance = nuisance
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+        self._x, self._y = xx - size / 2, yy - size / 2
+        self._ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+
+    def render(self, char: str, styles: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+        """One RGB uint8 (size, size, 3) image of ``char`` in a random one of ``styles``."""
+        nuisance = self.nuisance
+        style = styles[int(rng.integers(len(styles)))]
+        alpha = _warp_glyph(self.cache.mask(char, style), 2 * self.size, nuisance, rng)
+        alpha = _change_stroke(alpha, nuisance, rng)
+        cover = np.asarray(alpha.reduce(2), dtype=np.float32)[..., None] / 255.0
+        background = self._background(rng)
+        ink = _ink_colour(background, nuisance, rng)
+        image = background * (1.0 - cover) + ink * cover
+        image = self._clutter(image, ink, rng)
+        image = self._occlude(image, rng)
+        return _degrade(image, nuisance, rng)
+
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        """Float RGB in [0, 1]: a colour, a linear gradient and optionally a blotchy texture."""
+        size = self.size
+        base = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        theta = rng.uniform(0, 2 * math.pi)
+        gradient = math.cos(theta) * self._ramp[None, :] + math.sin(theta) * self._ramp[:, None]
+        tint = rng.uniform(-0.35, 0.35, size=3).astype(np.float32)
+        image = base + gradient[..., None] * tint
+        if rng.random() < self.nuisance.texture_p:
+            cells = int(rng.integers(3, 9))
+            coarse = rng.uniform(0.3, 0.7, size=(cells, cells, 3))
+            texture = Image.fromarray((coarse * 255).astype(np.uint8))
+            texture = texture.resize((size, size), Image.Resampling.BICUBIC)
+            image = image + np.asarray(texture, dtype=np.float32) / 255.0 - 0.5
+        return np.clip(image, 0.0, 1.0)
+
+    def _clutter(self, image: np.ndarray, ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A stray straight stroke in the ink colour, like a neighbouring character's edge."""
+        if rng.random() >= self.nuisance.clutter_p:
+            return image
+        theta = rng.uniform(0, math.pi)
+        offset = rng.uniform(0.25, 0.5) * self.size * rng.choice([-1.0, 1.0])
+        dist = np.abs(self._x * math.sin(theta) - self._y * math.cos(theta) - offset)
+        width = rng.uniform(0.5, 1.5)
+        cover = np.clip(width - dist, 0.0, 1.0)[..., None]
+        return image * (1 - cover) + ink * cover
+
+    def _occlude(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """An opaque rectangle of a random colour somewhere over the image."""
+        if rng.random() >= self.nuisance.occlusion_p:
+            return image
+        size = self.size
+        side = rng.uniform(*self.nuisance.occlusion_size) * size
+        aspect = math.exp(rng.uniform(-0.7, 0.7))
+        w, h = min(side * aspect, size - 1), min(side / aspect, size - 1)
+        x0, y0 = int(rng.uniform(0, size - w)), int(rng.uniform(0, size - h))
+        x1, y1 = x0 + max(1, round(w)), y0 + max(1, round(h))
+        image = image.copy()
+        image[y0:y1, x0:x1] = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        return image
+
+
+def _warp_glyph(
+    mask: np.ndarray, canvas: int, nuisance: Nuisance, rng: np.random.Generator
+) -> Image.Image:
+    """Affine-place the glyph mask on a ``canvas``-sided greyscale image (ink coverage)."""
+    height, width = mask.shape
+    extent = rng.uniform(*nuisance.scale) * canvas / max(height, width)
+    jitter = math.exp(rng.uniform(-nuisance.aspect_jitter, nuisance.aspect_jitter))
+    sx, sy = extent * jitter, extent / jitter
+    angle = math.radians(rng.uniform(-nuisance.rotation_deg, nuisance.rotation_deg))
+    shear = rng.uniform(-nuisance.shear, nuisance.shear)
+    cos, sin = math.cos(angle), math.sin(angle)
+    # Forward map (glyph -> canvas) = rotation @ shear @ scale, about the glyph centre.
+    a, b = cos * sx, (cos * shear - sin) * sy
+    c, d = sin * sx, (sin * shear + cos) * sy
+    centre_x = canvas / 2 + rng.uniform(-nuisance.shift, nuisance.shift) * canvas
+    centre_y = canvas / 2 + rng.uniform(-nuisance.shift, nuisance.shift) * canvas
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    # PIL wants the inverse map (canvas -> glyph) as (a, b, c, d, e, f).
+    ox, oy = width / 2, height / 2
+    coeffs = (
+        ia,
+        ib,
+        ox - ia * centre_x - ib * centre_y,
+        ic,
+        id_,
+        oy - ic * centre_x - id_ * centre_y,
+    )
+    source = Image.fromarray(mask)
+    if extent < 0.5:
+        # Strong shrink: pre-shrink with a box filter so bilinear sampling does not alias.
+        factor = max(1, int(1 / extent) // 2)
+        source = source.reduce(factor)
+        coeffs = tuple(v / factor for v in coeffs)
+    return source.transform(
+        (canvas, canvas), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
+    )
+
+
+def _change_stroke(alpha: Image.Image, nuisance: Nuisance, rng: np.random.Generator) -> Image.Image:
+    """Thicken or thin the strokes by one canvas pixel (half an output pixel), or not."""
+    draw = rng.random()
+    if draw < nuisance.bold_p:
+        return alpha.filter(ImageFilter.MaxFilter(3))
+    if draw < nuisance.bold_p + nuisance.thin_p:
+        return alpha.filter(ImageFilter.MinFilter(3))
+    return alpha
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _ink_colour(background: np.ndarray, nuisance: Nuisance, rng: np.random.Generator) -> np.ndarray:
+    """A colour whose luma differs from the background's mean luma by >= min_contrast."""
+    # A sparse grid of pixels estimates the mean colour well enough and costs little.
+    bg_luma = float(_luma(background[::4, ::4].reshape(-1, 3).mean(axis=0)))
+    for _ in range(32):
+        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        if abs(float(_luma(colour)) - bg_luma) >= nuisance.min_contrast:
+            return colour
+    # Rare fall-back: move the last draw's luma away from the background.
+    sign = -1.0 if bg_luma > 0.5 else 1.0
+    shift = sign * nuisance.min_contrast - (float(_luma(colour)) - bg_luma)
+    return np.clip(colour + shift, 0.0, 1.0).astype(np.float32)
+
+
+def _degrade(image: np.ndarray, nuisance: Nuisance, rng: np.random.Generator) -> np.ndarray:
+    """Optional blur, then sensor noise; returns uint8 RGB."""
+    pixels = np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    if rng.random() < nuisance.blur_p:
+        sigma = rng.uniform(*nuisance.blur_sigma)
+        pixels = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(sigma)))
+    sigma = rng.uniform(*nuisance.noise_sigma)
+    noisy = pixels.astype(np.float32) + rng.normal(0.0, sigma, size=pixels.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
