@@ -105,6 +105,37 @@ def test_detached_gradient_same_value_and_analytic_gradient(margin_type, hp):
     assert torch.allclose(gx, gx_full, rtol=1e-10) == linear
 
 
+@pytest.mark.parametrize(("margin_type", "m"), [("C", 0.4), ("A", 0.5), ("M", 1.7), ("M", 0.6)])
+def test_logits_over_the_whole_cosine_range(margin_type, m):
+    """Including the angles where A and M clamp the shifted angle at pi."""
+    grid = [-0.999 + 1.998 * k / 200 for k in range(201)]
+    cos = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
+    hp = {"margin_type": margin_type, "r": 7.0, "m": m, "t": 3.0}
+    pos = positive_logit(cos, 0.25, **hp)
+    neg = negative_logit(cos, 0.25, **hp)
+    expected_pos = [ref.sf2_positive(c, margin_type, 7.0, m, 3.0, 0.25) for c in grid]
+    expected_neg = [ref.sf2_negative(c, margin_type, 7.0, m, 3.0, 0.25) for c in grid]
+    torch.testing.assert_close(pos, torch.tensor(expected_pos, dtype=torch.float64))
+    torch.testing.assert_close(neg, torch.tensor(expected_neg, dtype=torch.float64))
+    (pos_grad,) = torch.autograd.grad(pos.sum(), cos)
+    h = 1e-7
+    fd = [
+        (
+            ref.sf2_positive(c + h, margin_type, 7.0, m, 3.0, 0.25)
+            - ref.sf2_positive(c - h, margin_type, 7.0, m, 3.0, 0.25)
+        )
+        / (2 * h)
+        for c in grid
+    ]
+    torch.testing.assert_close(
+        pos_grad, torch.tensor(fd, dtype=torch.float64), rtol=1e-5, atol=1e-5
+    )
+    # Past the clamp the positive logit is r * g(cos(pi)) + b = -r + b, with no gradient.
+    past = pos.detach() == -7.0 + 0.25
+    assert bool(past.any()) == (margin_type == "A" or (margin_type == "M" and m > 1))
+    assert torch.all(pos_grad[past] == 0)
+
+
 @pytest.mark.parametrize("margin_type", ["C", "A", "M"])
 def test_gradcheck_full_gradient(margin_type):
     gen = torch.Generator().manual_seed(3)
