@@ -1,0 +1,108 @@
+"""Validation during training: flip-fused embeddings of .bin pair sets, 10-fold accuracy.
+
+Each image and its horizontal flip are embedded and the two raw embeddings summed (the
+InsightFace protocol, reference.md section 3); the metric itself comes from
+:mod:`sphereface2.evaluate.verification`, which works on embeddings, not models.
+Validation never touches the training RNG streams or the weights (eval mode, no grad),
+so running it more or less often does not change the training trajectory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sphereface2.data.bin_format import BinPairDataset
+from sphereface2.data.transforms import eval_transform
+from sphereface2.train.rng import capture_rng_state, restore_rng_state
+
+
+@dataclass
+class ValSet:
+    """A loaded verification set: its images and one same/different flag per pair."""
+
+    name: str
+    dataset: BinPairDataset
+
+    @property
+    def issame(self) -> np.ndarray:
+        return np.asarray(self.dataset.issame, dtype=bool)
+
+
+def load_val_sets(entries: Sequence[tuple[str, str]], input_size: Sequence[int]) -> list[ValSet]:
+    """Open every ``(name, path)`` .bin; a missing file is an error naming it and the set."""
+    sets = []
+    for name, path in entries:
+        try:
+            dataset = BinPairDataset(path, eval_transform(tuple(input_size)))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"validation set {name!r}: file not found: {path}") from None
+        sets.append(ValSet(name, dataset))
+    return sets
+
+
+@torch.no_grad()
+def embed_flip_fused(
+    backbone: nn.Module,
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """(N, d) float32 CPU embeddings: backbone(x) + backbone(flip(x)) for every image."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    was_training = backbone.training
+    backbone.eval()
+    chunks = []
+    try:
+        for images, _ in loader:
+            images = images.to(device)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            both = torch.cat([images, images.flip(3)])
+            amp = (
+                torch.autocast(device.type, dtype=autocast_dtype)
+                if autocast_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with amp:
+                out = backbone(both).float()
+            half = images.shape[0]
+            chunks.append((out[:half] + out[half:]).cpu())
+    finally:
+        backbone.train(was_training)
+    return torch.cat(chunks)
+
+
+def validate(
+    backbone: nn.Module,
+    val_sets: Sequence[ValSet],
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """``{"<name>_acc": mean, "<name>_acc_std": std}`` of 10-fold accuracy per set."""
+    from sphereface2.evaluate.verification import kfold_accuracy
+
+    rng = capture_rng_state()
+    results: dict[str, float] = {}
+    try:
+        for val in val_sets:
+            emb = embed_flip_fused(
+                backbone, val.dataset, batch_size, device, autocast_dtype, channels_last
+            )
+            result = kfold_accuracy(emb[0::2].numpy(), emb[1::2].numpy(), val.issame)
+            results[f"{val.name}_acc"] = float(result.mean)
+            results[f"{val.name}_acc_std"] = float(result.std)
+    finally:
+        restore_rng_state(rng)
+    return results
