@@ -1,12 +1,125 @@
-"""``sphereface2 data ...``: pack, pack-pairs, inspect and align data files."""
+"""``sphereface2 data ...``: pack, pack-pairs, inspect and align data files.
+
+Each sub-command is one call of a public function of :mod:`sphereface2.data`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from sphereface2.data.packing import pack_training_set
+
+    result = pack_training_set(
+        args.src, args.out_prefix, quality=args.quality, root=args.root, log=_log
+    )
+    sizes = ", ".join(f"{k} x{v}" for k, v in result["image_sizes"].items())
+    print(
+        f"wrote {result['rec']} and {result['idx']}: {result['images']} images of "
+        f"{result['num_classes']} identities ({result['copied']} JPEGs copied as they are, "
+        f"{result['reencoded']} re-encoded at quality {args.quality}; sizes {sizes})"
+    )
+    print(f"wrote {result['property']}")
+    return 0
+
+
+def _run_pack_pairs(args: argparse.Namespace) -> int:
+    from sphereface2.data.packing import pack_pairs
+
+    result = pack_pairs(args.pairs, args.out_bin, root=args.root, quality=args.quality)
+    print(
+        f"wrote {result['bin']}: {result['pairs']} pairs ({result['genuine']} genuine, "
+        f"{result['impostor']} impostor) from {result['unique_images']} images "
+        f"({result['reencoded']} re-encoded)"
+    )
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from sphereface2.data.inspect import format_inspection, inspect_path
+
+    info = inspect_path(args.path, samples=args.samples)
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    return 1 if info.get("failed") else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="pack, inspect and align face data files")
+    """Add the ``data`` family and its sub-commands."""
+    parser = subparsers.add_parser(
+        "data",
+        help="pack, inspect and align face data files",
+        description="Convert, check and prepare training and validation data.",
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
-    del sub  # sub-commands are added by the data module as they land
+
+    pack = sub.add_parser(
+        "pack",
+        help="pack an image folder or list into RecordIO (train.rec/.idx/property)",
+        description=(
+            "Pack a training set into InsightFace's MS1M-style RecordIO: OUT_PREFIX.rec, "
+            "OUT_PREFIX.idx and a 'property' file next to them. SRC is a folder with one "
+            "sub-folder per identity, a folder holding label.txt, or a list file ('path "
+            "label' lines, 'path' lines labelled by folder, or an MXNet .lst). JPEG files are "
+            "copied byte for byte; other formats are JPEG-encoded at --quality."
+        ),
+    )
+    pack.add_argument("src", metavar="SRC", help="image folder or list file")
+    pack.add_argument("out_prefix", metavar="OUT_PREFIX", help="output prefix, e.g. out/train")
+    pack.add_argument(
+        "--quality", type=int, default=95, help="JPEG quality for non-JPEG inputs (default: 95)"
+    )
+    pack.add_argument(
+        "--root", default=None, help="folder that list paths are relative to (default: the list's)"
+    )
+    pack.set_defaults(func=_run_pack)
+
+    pairs = sub.add_parser(
+        "pack-pairs",
+        help="pack a 'label path0 path1' pair list into a validation .bin",
+        description=(
+            "Write an InsightFace-style validation .bin (images stored as uint8 arrays, the "
+            "newer layout) from an OpenSphere pair list with one 'label path0 path1' line per "
+            "pair (label 1 = same person). JPEG files are stored byte for byte; other formats "
+            "are JPEG-encoded at --quality."
+        ),
+    )
+    pairs.add_argument("pairs", metavar="PAIRS", help="pair list file")
+    pairs.add_argument("out_bin", metavar="OUT.bin", help="output .bin file")
+    pairs.add_argument(
+        "--root", default=None, help="folder that image paths are relative to (default: the list's)"
+    )
+    pairs.add_argument(
+        "--quality", type=int, default=95, help="JPEG quality for non-JPEG inputs (default: 95)"
+    )
+    pairs.set_defaults(func=_run_pack_pairs)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="summarise a .rec, .bin, list, pair list or image folder",
+        description=(
+            "Print what PATH holds (identities, images, pairs, sizes) and decode a few evenly "
+            "spaced images. Exits with status 1 when a sampled image fails to decode."
+        ),
+    )
+    inspect.add_argument("path", metavar="PATH", help="file or folder to inspect")
+    inspect.add_argument(
+        "--samples", type=int, default=5, help="number of images to decode (default: 5)"
+    )
+    inspect.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    inspect.set_defaults(func=_run_inspect)
+
+    try:
+        from sphereface2.commands.data_align import add_align_command
+    except ModuleNotFoundError as err:
+        if err.name != "sphereface2.commands.data_align":
+            raise  # the module exists but something it needs is missing: say so
+        return
+    add_align_command(sub)
