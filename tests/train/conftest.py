@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sphereface2.config import TrainConfig, config_from_dict
 from sphereface2.data.bin_format import write_bin
@@ -77,3 +78,29 @@ def tiny_config(tiny_data):
         return config_from_dict(tiny_config_dict(tiny_data, **sections), "tiny test config")
 
     return make
+
+
+def _assert_same_training_state(a: dict, b: dict) -> None:
+    """Weights, optimiser state and RNG/data position of two checkpoints are identical."""
+    for part in ("backbone", "head"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
+    opt_a, opt_b = a["optimizer"], b["optimizer"]
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    assert opt_a["state"].keys() == opt_b["state"].keys()
+    for index, state in opt_a["state"].items():
+        for key, value in state.items():
+            other = opt_b["state"][index][key]
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, other), f"optimizer state {index}.{key} differs"
+            else:
+                assert value == other
+    assert a["data"] == b["data"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+@pytest.fixture
+def assert_same_state():
+    """``assert_same_state(ckpt_a, ckpt_b)``: weights, optimiser, data and RNG identical."""
+    return _assert_same_training_state

@@ -9,26 +9,6 @@ from sphereface2.train.checkpoint import list_checkpoints, load_checkpoint
 from sphereface2.train.trainer import ResumeError, train
 
 
-def assert_same_training_state(a: dict, b: dict) -> None:
-    """Weights, optimiser state and RNG/data position of two checkpoints are identical."""
-    for part in ("backbone", "head"):
-        assert a[part].keys() == b[part].keys()
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
-    opt_a, opt_b = a["optimizer"], b["optimizer"]
-    assert opt_a["param_groups"] == opt_b["param_groups"]
-    assert opt_a["state"].keys() == opt_b["state"].keys()
-    for index, state in opt_a["state"].items():
-        for key, value in state.items():
-            other = opt_b["state"][index][key]
-            if isinstance(value, torch.Tensor):
-                assert torch.equal(value, other), f"optimizer state {index}.{key} differs"
-            else:
-                assert value == other
-    assert a["data"] == b["data"]
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
-
-
 def _final(run_dir) -> dict:
     return load_checkpoint(list_checkpoints(run_dir)[-1][1])
 
@@ -43,7 +23,7 @@ def _final(run_dir) -> dict:
     ],
     ids=["plain", "accumulate-clip-nesterov", "dropout", "label-noise"],
 )
-def test_stop_and_resume_matches_uninterrupted(tmp_path, tiny_config, sections):
+def test_stop_and_resume_matches_uninterrupted(tmp_path, tiny_config, assert_same_state, sections):
     cfg = tiny_config(**sections)
     straight = train(cfg, tmp_path / "straight", echo=False)
     assert straight.status == "completed" and straight.iteration == 8
@@ -55,18 +35,18 @@ def test_stop_and_resume_matches_uninterrupted(tmp_path, tiny_config, sections):
     train(cfg, tmp_path / "resumed", resume="auto", stop_after=7, echo=False)
     resumed = train(cfg, tmp_path / "resumed", resume="auto", echo=False)
     assert resumed.iteration == 8 and resumed.status == "completed"
-    assert_same_training_state(_final(tmp_path / "straight"), _final(tmp_path / "resumed"))
+    assert_same_state(_final(tmp_path / "straight"), _final(tmp_path / "resumed"))
     assert resumed.final_loss == straight.final_loss
 
 
-def test_resume_with_workers_matches_no_workers(tmp_path, tiny_config):
+def test_resume_with_workers_matches_no_workers(tmp_path, tiny_config, assert_same_state):
     """DataLoader workers change nothing: per-sample seeds, not per-worker streams."""
     base = tiny_config()
     train(base, tmp_path / "w0", echo=False)
     workers = tiny_config(data={"num_workers": 2})
     train(workers, tmp_path / "w2", stop_after=5, echo=False)
     train(workers, tmp_path / "w2", resume="auto", echo=False)
-    assert_same_training_state(_final(tmp_path / "w0"), _final(tmp_path / "w2"))
+    assert_same_state(_final(tmp_path / "w0"), _final(tmp_path / "w2"))
 
 
 def test_resume_refuses_a_changed_recipe(tmp_path, tiny_config):

@@ -1,0 +1,98 @@
+"""``sphereface2 train CONFIG [KEY=VALUE ...]``: one call of ``sphereface2.train.trainer.train``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_EPILOG = """\
+examples:
+  sphereface2 train configs/demo.yaml
+  sphereface2 train configs/paper/vggface2_sfnet20_sphereface2.yaml \\
+      data.train=/data/vggface2 optim.lr=0.05 --out runs/sf2
+  sphereface2 train configs/demo.yaml --resume auto       # continue runs/<name>
+
+Overrides are dotted config keys with YAML values (schedule.milestones=[10,20],
+optim.max_grad_norm=null, data.val.0.path=lfw.bin). The run folder gets config.yaml,
+log.txt, metrics.jsonl, checkpoints/, model.pt and summary.json. Ctrl-C writes a
+checkpoint before exiting (exit status 130); --resume auto continues from it.
+"""
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets ``KEY=VALUE`` overrides and options come in any order
+    (``train cfg.yaml --resume auto optim.lr=0.1``); plain argparse stops collecting
+    positionals at the first option."""
+
+    _parsing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._parsing:  # the intermixed parser calls back in: do the plain parse
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+        if parsed.config is None:  # CONFIG is optional to argparse only (see register)
+            self.error("the following arguments are required: CONFIG")
+        return parsed, extras
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML config (resumable)",
+        usage="%(prog)s CONFIG [KEY=VALUE ...] [--out DIR] [--resume auto|PATH] "
+        "[--device DEVICE] [--stop-after N] [--quiet]",
+        description="Train a backbone and loss head from a YAML config into a run folder.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.__class__ = _IntermixedParser  # subparsers build plain parsers; see the class
+    # nargs="?" so that a missing CONFIG is reported alone (the check is in the parser).
+    parser.add_argument("config", metavar="CONFIG", nargs="?", help="YAML training config")
+    parser.add_argument(
+        "overrides", metavar="KEY=VALUE", nargs="*", help="config overrides, e.g. optim.lr=0.05"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run folder (default: runs/<config name>)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="'auto': continue from the newest checkpoint in the run folder if any; or a "
+        "checkpoint file / run folder to continue from",
+    )
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:N or auto (default: the config's runtime.device)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        metavar="N",
+        type=int,
+        help="stop with a checkpoint after N iterations (split a run across jobs)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="log to the run folder only")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sphereface2.config import load_config
+    from sphereface2.train.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    train(
+        cfg,
+        out,
+        resume=args.resume,
+        device=args.device,
+        stop_after=args.stop_after,
+        echo=not args.quiet,
+    )
+    return 0
