@@ -29,13 +29,13 @@ def _class_image(rng: np.random.Generator, label: int) -> np.ndarray:
 
 
 def write_tiny_dataset(root: Path, seed: int = 0) -> Path:
-    """A RecordIO training set (4 classes x 6 images of 16x16) and a 6-pair val .bin."""
+    """A RecordIO training set (4 classes x 6 images of 16x16) and a 20-pair val .bin."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     samples = [(_class_image(rng, c), c) for c in range(NUM_CLASSES) for _ in range(PER_CLASS)]
     write_recordio(root / "train", samples)
     images, issame = [], []
-    for pair in range(6):
+    for pair in range(20):
         a = pair % NUM_CLASSES
         b = a if pair % 2 == 0 else (a + 1) % NUM_CLASSES
         images += [encode_jpeg(_class_image(rng, a)), encode_jpeg(_class_image(rng, b))]

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from sphereface2.data.bin_format import BinPairDataset
 from sphereface2.data.transforms import eval_transform
+from sphereface2.evaluate.verification import fuse_flip, kfold_accuracy
 from sphereface2.train.rng import capture_rng_state, restore_rng_state
 
 
@@ -49,19 +50,19 @@ def load_val_sets(entries: Sequence[tuple[str, str]], input_size: Sequence[int])
 
 
 @torch.no_grad()
-def embed_flip_fused(
+def embed_with_flip(
     backbone: nn.Module,
     dataset: Any,
     batch_size: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
-) -> torch.Tensor:
-    """(N, d) float32 CPU embeddings: backbone(x) + backbone(flip(x)) for every image."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, d) float32 embeddings of every image and of its horizontal flip."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     was_training = backbone.training
     backbone.eval()
-    chunks = []
+    plain, flipped = [], []
     try:
         for images, _ in loader:
             images = images.to(device)
@@ -76,10 +77,11 @@ def embed_flip_fused(
             with amp:
                 out = backbone(both).float()
             half = images.shape[0]
-            chunks.append((out[:half] + out[half:]).cpu())
+            plain.append(out[:half].cpu())
+            flipped.append(out[half:].cpu())
     finally:
         backbone.train(was_training)
-    return torch.cat(chunks)
+    return torch.cat(plain).numpy(), torch.cat(flipped).numpy()
 
 
 def validate(
@@ -91,18 +93,17 @@ def validate(
     channels_last: bool = False,
 ) -> dict[str, float]:
     """``{"<name>_acc": mean, "<name>_acc_std": std}`` of 10-fold accuracy per set."""
-    from sphereface2.evaluate.verification import kfold_accuracy
-
     rng = capture_rng_state()
     results: dict[str, float] = {}
     try:
         for val in val_sets:
-            emb = embed_flip_fused(
+            emb, emb_flip = embed_with_flip(
                 backbone, val.dataset, batch_size, device, autocast_dtype, channels_last
             )
-            result = kfold_accuracy(emb[0::2].numpy(), emb[1::2].numpy(), val.issame)
-            results[f"{val.name}_acc"] = float(result.mean)
-            results[f"{val.name}_acc_std"] = float(result.std)
+            fused = fuse_flip(emb, emb_flip)
+            result = kfold_accuracy(fused[0::2], fused[1::2], val.issame)
+            results[f"{val.name}_acc"] = result.accuracy
+            results[f"{val.name}_acc_std"] = result.std
     finally:
         restore_rng_state(rng)
     return results
