@@ -181,3 +181,13 @@ def test_malformed_idx_lines(tmp_path):
     idx.write_text("0\t0\n0\t8\n")
     with pytest.raises(RecordIOError, match=r"x\.idx:2: duplicate key 0"):
         read_idx(idx)
+
+
+def test_idx_fast_and_line_by_line_parsers_agree(tmp_path):
+    idx = tmp_path / "x.idx"
+    idx.write_text("5\t0\n2\t40\n9\t120")  # the vectorised path; no final newline
+    keys, offsets = read_idx(idx)
+    assert keys.tolist() == [5, 2, 9] and offsets.tolist() == [0, 40, 120]
+    idx.write_bytes(b"5 0\r\n\r\n2\t40\r\n9   120\r\n")  # spaces, CRLF, a blank line
+    keys, offsets = read_idx(idx)
+    assert keys.tolist() == [5, 2, 9] and offsets.tolist() == [0, 40, 120]

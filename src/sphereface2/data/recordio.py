@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,31 +90,79 @@ def _pad(length: int) -> int:
     return (4 - length % 4) % 4
 
 
-def read_idx(idx_path: str | os.PathLike) -> dict[int, int]:
-    """Parse a ``.idx`` file into ``{key: offset}`` keeping the file's key order."""
+def _read_idx_lines(idx_path: str, text: str) -> tuple[list[int], list[int]]:
+    # Slow path, line by line, so that errors can name the line.
+    keys: list[int] = []
+    offsets: list[int] = []
+    seen: set[int] = set()
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise RecordIOError(
+                f"{idx_path}:{line_no}: expected 'key<TAB>offset', got {line.rstrip()!r}"
+            )
+        try:
+            key, offset = int(fields[0]), int(fields[1])
+        except ValueError:
+            raise RecordIOError(
+                f"{idx_path}:{line_no}: key and offset must be integers, got {line.rstrip()!r}"
+            ) from None
+        if offset < 0:
+            raise RecordIOError(f"{idx_path}:{line_no}: negative offset {offset}")
+        if key in seen:
+            raise RecordIOError(f"{idx_path}:{line_no}: duplicate key {key}")
+        seen.add(key)
+        keys.append(key)
+        offsets.append(offset)
+    return keys, offsets
+
+
+_IDX_CHARS = np.zeros(256, dtype=bool)
+_IDX_CHARS[list(b"0123456789\t\n")] = True
+
+
+def _parse_idx_fast(raw: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of a well-formed ``.idx`` (digits, one tab per line); else ``None``."""
+    chars = np.frombuffer(raw, dtype=np.uint8)
+    if not len(chars) or not _IDX_CHARS[chars].all():
+        return None
+    separators = chars[(chars == 9) | (chars == 10)]
+    # Well formed: tab, newline, tab, newline, ... (the last newline may be missing).
+    if not ((separators[0::2] == 9).all() and (separators[1::2] == 10).all()):
+        return None
+    pairs = int((separators == 9).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns when text stops parsing early
+        values = np.fromstring(raw.decode("ascii"), dtype=np.int64, sep=" ")
+    if len(values) != 2 * pairs:
+        return None
+    keys, offsets = values[0::2].copy(), values[1::2].copy()
+    ordered = np.sort(keys)
+    if (ordered[1:] == ordered[:-1]).any():
+        return None
+    return keys, offsets
+
+
+def read_idx(idx_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a ``.idx`` file into ``(keys, offsets)`` int64 arrays in file order.
+
+    Well-formed files (``key<TAB>offset`` lines) parse in one vectorised pass; anything
+    else is read line by line so that an error names the line.
+    """
     idx_path = str(idx_path)
-    offsets: dict[int, int] = {}
-    with open(idx_path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise RecordIOError(
-                    f"{idx_path}:{line_no}: expected 'key<TAB>offset', got {line.rstrip()!r}"
-                )
-            try:
-                key, offset = int(fields[0]), int(fields[1])
-            except ValueError:
-                raise RecordIOError(
-                    f"{idx_path}:{line_no}: key and offset must be integers, got {line.rstrip()!r}"
-                ) from None
-            if offset < 0:
-                raise RecordIOError(f"{idx_path}:{line_no}: negative offset {offset}")
-            if key in offsets:
-                raise RecordIOError(f"{idx_path}:{line_no}: duplicate key {key}")
-            offsets[key] = offset
-    return offsets
+    with open(idx_path, "rb") as f:
+        raw = f.read()
+    parsed = _parse_idx_fast(raw)
+    if parsed is not None:
+        return parsed
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordIOError(f"{idx_path}: not a text index file ({err})") from None
+    keys, offsets = _read_idx_lines(idx_path, text)
+    return np.array(keys, dtype=np.int64), np.array(offsets, dtype=np.int64)
 
 
 class RecordIOReader:
@@ -136,34 +185,56 @@ class RecordIOReader:
                 f"RecordIO index not found: {self.idx_path} (needed for random access to "
                 f"{self.rec_path})"
             )
-        self._offsets = read_idx(self.idx_path)
+        keys, offsets = read_idx(self.idx_path)
         self.file_size = os.path.getsize(self.rec_path)
-        for key, offset in self._offsets.items():
-            if offset + _PART_HEADER.size > self.file_size:
-                raise RecordIOError(
-                    f"{self.idx_path}: key {key} points to offset {offset}, past the end of "
-                    f"{self.rec_path} ({self.file_size} bytes)"
-                )
+        if len(offsets) and offsets.max() + _PART_HEADER.size > self.file_size:
+            bad = int(np.argmax(offsets))
+            raise RecordIOError(
+                f"{self.idx_path}: key {keys[bad]} points to offset {offsets[bad]}, past the end "
+                f"of {self.rec_path} ({self.file_size} bytes)"
+            )
+        # numpy arrays, not a dict: millions of Python ints would be copied into every forked
+        # worker as reference counts change.
+        self._keys = keys
+        order = np.argsort(keys, kind="stable")
+        self._sorted_keys = keys[order]
+        self._sorted_offsets = offsets[order]
         self._handle = None
         self._pid: int | None = None
 
     @property
     def keys(self) -> list[int]:
         """Record keys in the order the ``.idx`` lists them."""
-        return list(self._offsets)
+        return self._keys.tolist()
+
+    @property
+    def key_array(self) -> np.ndarray:
+        """Record keys in ``.idx`` order as an int64 array (no copy: do not modify)."""
+        return self._keys
 
     def __len__(self) -> int:
-        return len(self._offsets)
+        return len(self._keys)
+
+    def _position(self, key: int) -> int:
+        i = int(np.searchsorted(self._sorted_keys, key))
+        if i < len(self._sorted_keys) and self._sorted_keys[i] == key:
+            return i
+        return -1
 
     def __contains__(self, key: object) -> bool:
-        return key in self._offsets
+        return isinstance(key, (int, np.integer)) and self._position(int(key)) >= 0
+
+    def missing(self, keys: np.ndarray) -> np.ndarray:
+        """The entries of ``keys`` that the index does not list."""
+        keys = np.asarray(keys, dtype=np.int64)
+        return keys[~np.isin(keys, self._sorted_keys)]
 
     def offset(self, key: int) -> int:
         """Byte offset of record ``key``; ``KeyError`` naming the file when absent."""
-        try:
-            return self._offsets[key]
-        except KeyError:
-            raise KeyError(f"{self.idx_path}: no record with key {key}") from None
+        i = self._position(int(key))
+        if i < 0:
+            raise KeyError(f"{self.idx_path}: no record with key {key}")
+        return int(self._sorted_offsets[i])
 
     def _file(self):
         pid = os.getpid()

@@ -108,7 +108,7 @@ class RecordIODataset(Dataset):
                     f"(identity keys {id_start}..{id_end - 1})"
                 )
         else:
-            self._keys = np.array(sorted(self.reader.keys), dtype=np.int64)
+            self._keys = np.sort(self.reader.key_array)
             self._num_classes = prop[0] if prop else None
         if len(self._keys) == 0:
             raise RecordIOError(f"{self.rec_path}: holds no image records")
@@ -130,8 +130,8 @@ class RecordIODataset(Dataset):
         return id_start, id_end
 
     def _check_keys_present(self, keys: range, what: str) -> None:
-        missing = [k for k in keys if k not in self.reader]
-        if missing:
+        missing = self.reader.missing(np.arange(keys.start, keys.stop))
+        if len(missing):
             raise RecordIOError(
                 f"{self.reader.idx_path}: {len(missing)} {what} key(s) announced by the meta "
                 f"record are missing, first {missing[0]}"
