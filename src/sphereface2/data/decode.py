@@ -37,7 +37,7 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
             pass  # unusual JPEGs (e.g. CMYK, arithmetic coding): let Pillow try
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy warns otherwise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ImageDecodeError(f"{source}: cannot decode image ({err})") from err
 
