@@ -41,6 +41,7 @@ from sphereface2.config import (
     TrainConfig,
     config_from_dict,
     config_to_dict,
+    flatten,
     resume_blocking_diff,
     save_config,
 )
@@ -182,8 +183,6 @@ class _StopSignals:
 
 
 def _describe_diff(old: TrainConfig, new: TrainConfig, keys: list[str]) -> str:
-    from sphereface2.config import flatten
-
     flat_old, flat_new = flatten(config_to_dict(old)), flatten(config_to_dict(new))
     return "; ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in keys)
 
