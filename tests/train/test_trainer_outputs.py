@@ -58,7 +58,8 @@ def test_run_folder_contents(tmp_path, tiny_data, tiny_config):
 
 def test_validation_does_not_change_training(tmp_path, tiny_data, tiny_config):
     plain = train(tiny_config(), tmp_path / "a", echo=False)
-    with_val = tiny_config(data={"val": _val(tiny_data), "val_every": 1})
+    # workers for training and validation: neither may perturb the trajectory
+    with_val = tiny_config(data={"val": _val(tiny_data), "val_every": 3, "num_workers": 2})
     validated = train(with_val, tmp_path / "b", echo=False)
     a = load_checkpoint(plain.last_checkpoint)
     b = load_checkpoint(validated.last_checkpoint)

@@ -359,6 +359,7 @@ class _Run:
             self.device,
             self.amp_dtype,
             self.cfg.runtime.channels_last,
+            self.cfg.data.num_workers,
         )
 
 

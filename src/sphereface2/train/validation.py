@@ -57,9 +57,16 @@ def embed_with_flip(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    num_workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, d) float32 embeddings of every image and of its horizontal flip."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator(),  # so the loader never draws from the global RNG
+    )
     was_training = backbone.training
     backbone.eval()
     plain, flipped = [], []
@@ -91,6 +98,7 @@ def validate(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """``{"<name>_acc": mean, "<name>_acc_std": std}`` of 10-fold accuracy per set."""
     rng = capture_rng_state()
@@ -98,7 +106,13 @@ def validate(
     try:
         for val in val_sets:
             emb, emb_flip = embed_with_flip(
-                backbone, val.dataset, batch_size, device, autocast_dtype, channels_last
+                backbone,
+                val.dataset,
+                batch_size,
+                device,
+                autocast_dtype,
+                channels_last,
+                num_workers,
             )
             fused = fuse_flip(emb, emb_flip)
             result = kfold_accuracy(fused[0::2], fused[1::2], val.issame)
