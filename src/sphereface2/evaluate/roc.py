@@ -130,6 +130,9 @@ class RocCurve:
 def threshold_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
     """Accept counts at every distinct threshold, without the single-class check.
 
+    Two plain sorts (all scores, genuine scores) and a binary search replace an argsort:
+    tied pairs are accepted together, so only the counts at each distinct score matter.
+
     Args:
         scores: validated float64 scores.
         labels: validated boolean labels (True = genuine).
@@ -138,18 +141,19 @@ def threshold_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
         ``(thresholds, true_accepts, false_accepts)``, each starting with the ``+inf``
         point where nothing is accepted; thresholds decrease.
     """
-    order = np.argsort(scores, kind="stable")[::-1]
-    s = scores[order]
-    # Last index of every run of equal scores: tied pairs are accepted together.
-    ends = np.flatnonzero(s[1:] != s[:-1])
-    ends = np.concatenate([ends, [s.shape[0] - 1]])
-    tps = np.cumsum(labels[order], dtype=np.int64)[ends]
-    fps = ends.astype(np.int64) + 1 - tps
+    n = scores.shape[0]
+    ascending = np.sort(scores)
+    genuine = np.sort(scores[labels])
+    starts = np.flatnonzero(np.concatenate([[True], ascending[1:] != ascending[:-1]]))[::-1]
+    thresholds = ascending[starts]
+    del ascending
+    accepted = n - starts  # pairs with score >= threshold
+    tps = genuine.shape[0] - np.searchsorted(genuine, thresholds, side="left")
     zero = np.zeros(1, dtype=np.int64)
     return (
-        np.concatenate([[np.inf], s[ends]]),
+        np.concatenate([[np.inf], thresholds]),
         np.concatenate([zero, tps]),
-        np.concatenate([zero, fps]),
+        np.concatenate([zero, accepted - tps]),
     )
 
 
@@ -311,40 +315,59 @@ def _check_targets(fprs: Sequence[float]) -> list[float]:
     return out
 
 
-def _read_nearest(roc: RocCurve, idx: np.ndarray, known: np.ndarray, target: float) -> TprAtFpr:
-    fpr = roc.fpr[idx]
-    # Unknown points of a truncated curve (its last point and everything beyond) have an FPR
-    # of at least the last point's; a certain point strictly between the target and that FPR
-    # is strictly nearer than all of them, so the answer is exact.
-    if not roc.complete and not np.any(known & (fpr > target) & (fpr < roc.fpr[-1])):
-        raise ValueError(
-            f"truncated ROC ends at FPR {roc.fpr[-1]:.3g}: not enough impostor scores kept "
-            f"to read the nearest point to FPR {target:g}; keep more impostor scores"
-        )
-    flipped = idx[::-1]
-    dist = np.abs(roc.fpr[flipped] - target)
-    if not roc.complete:
-        dist = np.where(known[::-1], dist, np.inf)
-    pick = flipped[int(np.argmin(dist))]
-    return TprAtFpr(
-        fpr=target,
-        tpr=float(roc.tpr[pick]),
-        method="nearest",
-        fpr_used=float(roc.fpr[pick]),
-        threshold=float(roc.thresholds[pick]),
+@dataclass(frozen=True)
+class _Points:
+    """The sklearn subset of an ROC, as rates, ready for reading."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    known: np.ndarray
+    complete: bool
+    last_fpr: float
+
+
+def _points(roc: RocCurve) -> _Points:
+    idx, known, _ = sklearn_points(roc)
+    return _Points(
+        fpr=roc.false_accepts[idx] / roc.num_impostor,
+        tpr=roc.true_accepts[idx] / roc.num_genuine,
+        thresholds=roc.thresholds[idx],
+        known=known,
+        complete=roc.complete,
+        last_fpr=float(roc.false_accepts[-1] / roc.num_impostor),
     )
 
 
-def _read_interpolated(
-    roc: RocCurve, idx: np.ndarray, known: np.ndarray, target: float
-) -> TprAtFpr:
-    x = roc.fpr[idx]
-    y = roc.tpr[idx]
-    hi = int(np.searchsorted(x, target, side="left"))  # first point with fpr >= target
-    if hi >= x.shape[0] or not known[hi]:
+def _read_nearest(p: _Points, target: float) -> TprAtFpr:
+    # Unknown points of a truncated curve (its last point and everything beyond) have an FPR
+    # of at least the last point's; a certain point strictly between the target and that FPR
+    # is strictly nearer than all of them, so the answer is exact.
+    if not p.complete and not np.any(p.known & (p.fpr > target) & (p.fpr < p.last_fpr)):
         raise ValueError(
-            f"truncated ROC ends at FPR {x[-1]:.3g}: cannot interpolate at FPR {target:g}; "
-            "keep more impostor scores"
+            f"truncated ROC ends at FPR {p.last_fpr:.3g}: not enough impostor scores kept "
+            f"to read the nearest point to FPR {target:g}; keep more impostor scores"
+        )
+    dist = np.abs(p.fpr[::-1] - target)  # flipped, as InsightFace: ties go to the later point
+    if not p.complete:
+        dist = np.where(p.known[::-1], dist, np.inf)
+    pick = p.fpr.shape[0] - 1 - int(np.argmin(dist))
+    return TprAtFpr(
+        fpr=target,
+        tpr=float(p.tpr[pick]),
+        method="nearest",
+        fpr_used=float(p.fpr[pick]),
+        threshold=float(p.thresholds[pick]),
+    )
+
+
+def _read_interpolated(p: _Points, target: float) -> TprAtFpr:
+    x, y = p.fpr, p.tpr
+    hi = int(np.searchsorted(x, target, side="left"))  # first point with fpr >= target
+    if hi >= x.shape[0] or not p.known[hi]:
+        raise ValueError(
+            f"truncated ROC ends at FPR {p.last_fpr:.3g}: cannot interpolate at FPR "
+            f"{target:g}; keep more impostor scores"
         )
     lo = hi - 1  # exists: x[0] == 0 < target
     # Same arithmetic as scipy's interp1d(kind="linear").
@@ -376,9 +399,9 @@ def tpr_at_fpr(
         if m not in READ_METHODS:
             raise ValueError(f"unknown TPR read method {m!r}; valid: {', '.join(READ_METHODS)}")
     targets = _check_targets(fprs)
-    idx, known, _ = sklearn_points(roc)
+    points = _points(roc)
     out: list[TprAtFpr] = []
     for m in methods:
         reader = _read_nearest if m == "nearest" else _read_interpolated
-        out.extend(reader(roc, idx, known, f) for f in targets)
+        out.extend(reader(points, f) for f in targets)
     return tuple(out)

@@ -48,12 +48,13 @@ KFOLD_PROTOCOL = "InsightFace 10-fold (squared L2 distance, per-fold best thresh
 BEST_THRESHOLD_PROTOCOL = "OpenSphere best threshold (cosine, one global threshold)"
 
 
-def l2_normalize(x: object, what: str = "embeddings") -> np.ndarray:
+def l2_normalize(x: object, what: str = "embeddings", row_offset: int = 0) -> np.ndarray:
     """Divide each row by its Euclidean norm.
 
     Args:
         x: (N, d) real array; float32 stays float32, anything else becomes float64.
         what: name used in error messages.
+        row_offset: added to row numbers in error messages (for callers working in chunks).
 
     Raises:
         ValueError: if ``x`` is not 2-D, or a row is not finite or has zero norm (naming it).
@@ -69,7 +70,8 @@ def l2_normalize(x: object, what: str = "embeddings") -> np.ndarray:
         row = int(np.flatnonzero(bad)[0])
         kind = "a zero vector" if norms[row] == 0 else "not finite"
         raise ValueError(
-            f"{what}: row {row} is {kind}; cannot L2-normalise ({int(bad.sum())} such row(s))"
+            f"{what}: row {row + row_offset} is {kind}; cannot L2-normalise "
+            f"({int(bad.sum())} such row(s))"
         )
     return a / norms[:, None]
 
