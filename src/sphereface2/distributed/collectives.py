@@ -244,8 +244,13 @@ def all_reduce_scalars(
     return dict(zip(names, packed.cpu().tolist()))
 
 
-def sum_allreduce_hook(state: Any, bucket: Any) -> torch.futures.Future[Tensor]:
+# No annotations on this one: DDP compares the hook's annotations with dist.GradBucket and
+# Future[Tensor] at registration, and postponed (string) annotations fail that check.
+def sum_allreduce_hook(state, bucket):
     """DDP communication hook that SUMS gradients over ranks instead of averaging them.
+
+    ``state`` is the process group (None: the world), ``bucket`` a ``dist.GradBucket``;
+    returns a ``torch.futures.Future`` of the reduced bucket.
 
     Register it on the backbone's DDP wrapper when the loss is a sharded head's global loss:
     ``ddp.register_comm_hook(group_or_None, sum_allreduce_hook)``. Each rank's backbone
