@@ -4,6 +4,7 @@ tricks. Each function states the protocol in the most literal way, so that the f
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -12,6 +13,11 @@ from fractions import Fraction
 
 def roc_points(scores, labels):
     """(thresholds, true accepts, false accepts): one point per distinct score, by counting."""
+    return _roc_points(tuple(float(s) for s in scores), tuple(bool(y) for y in labels))
+
+
+@functools.lru_cache(maxsize=8)
+def _roc_points(scores, labels):
     distinct = sorted(set(float(s) for s in scores), reverse=True)
     thresholds, tas, fas = [math.inf], [0], [0]
     for t in distinct:
