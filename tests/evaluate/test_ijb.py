@@ -11,6 +11,7 @@ import torch
 
 from sphereface2.evaluate.ijb import (
     IJBFormatError,
+    _pair_dots_torch,
     exact_ceil,
     ijb_1n,
     ijb_1n_over_galleries,
@@ -369,3 +370,13 @@ def test_score_template_pairs_with_huge_or_negative_ids():
         np.testing.assert_array_equal(got, want)
         with pytest.raises(ValueError, match=r"pairs_t1\[1\] = template"):
             score_template_pairs(tf, ids + shift, ids[[0, 1]] + shift + [0, 1], ids[[2, 2]] + shift)
+
+
+def test_torch_pair_scoring_branch_matches_numpy():
+    # The branch used on GPUs, run here on the CPU.
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(30, 16)).astype(np.float32)
+    r1, r2 = rng.integers(0, 30, size=100), rng.integers(0, 30, size=100)
+    got = _pair_dots_torch(torch.from_numpy(table), r1, r2)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.einsum("ij,ij->i", table[r1], table[r2]), rtol=1e-5)

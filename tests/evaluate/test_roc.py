@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sphereface2.evaluate.roc import (
+    TruncatedRocError,
     equal_error_rate,
     roc_auc,
     roc_curve,
@@ -165,9 +166,9 @@ def test_truncated_roc_reads_the_same_as_the_full_one():
     targets = [1e-4, 1e-3, 5e-3, 1e-2]
     for a, b in zip(tpr_at_fpr(part, targets), tpr_at_fpr(full, targets)):
         assert a == b
-    with pytest.raises(ValueError, match="keep more impostor scores"):
+    with pytest.raises(TruncatedRocError, match="keep more impostor scores"):
         tpr_at_fpr(part, [0.2], "nearest")
-    with pytest.raises(ValueError, match="keep more impostor scores"):
+    with pytest.raises(TruncatedRocError, match="keep more impostor scores"):
         tpr_at_fpr(part, [0.2], "interpolated")
     with pytest.raises(ValueError, match="complete ROC"):
         roc_auc(part)

@@ -30,6 +30,7 @@ from sphereface2.evaluate.roc import (
     READ_METHODS,
     ReadMethod,
     TprAtFpr,
+    TruncatedRocError,
     roc_curve_from_top_impostors,
     tpr_at_fpr,
 )
@@ -286,7 +287,7 @@ def megaface_evaluate(
         try:
             reads = tpr_at_fpr(roc, fars, methods)
             break
-        except ValueError:
+        except TruncatedRocError:
             if keep >= num_impostor:
                 raise
             keep = min(num_impostor, 4 * keep)

@@ -426,10 +426,15 @@ def score_template_pairs(
         if table is None:
             out[lo:hi] = np.einsum("ij,ij->i", feats[r1], feats[r2])
         else:
-            a = table[torch.from_numpy(r1).to(device)]
-            b = table[torch.from_numpy(r2).to(device)]
-            out[lo:hi] = torch.linalg.vecdot(a, b).double().cpu().numpy()
+            out[lo:hi] = _pair_dots_torch(table, r1, r2)
     return out
+
+
+def _pair_dots_torch(table: torch.Tensor, rows1: np.ndarray, rows2: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of gathered table rows, on the table's device."""
+    a = table[torch.from_numpy(rows1).to(table.device)]
+    b = table[torch.from_numpy(rows2).to(table.device)]
+    return torch.linalg.vecdot(a, b).double().cpu().numpy()
 
 
 def tar_at_far(

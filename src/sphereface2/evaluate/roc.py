@@ -91,6 +91,10 @@ def validate_scores_labels(scores: object, labels: object) -> tuple[np.ndarray, 
     return s, y
 
 
+class TruncatedRocError(ValueError):
+    """A truncated ROC (too few impostor scores kept) cannot give the requested reading."""
+
+
 @dataclass(frozen=True)
 class RocCurve:
     """An ROC curve with one point per distinct score threshold.
@@ -344,7 +348,7 @@ def _read_nearest(p: _Points, target: float) -> TprAtFpr:
     # of at least the last point's; a certain point strictly between the target and that FPR
     # is strictly nearer than all of them, so the answer is exact.
     if not p.complete and not np.any(p.known & (p.fpr > target) & (p.fpr < p.last_fpr)):
-        raise ValueError(
+        raise TruncatedRocError(
             f"truncated ROC ends at FPR {p.last_fpr:.3g}: not enough impostor scores kept "
             f"to read the nearest point to FPR {target:g}; keep more impostor scores"
         )
@@ -365,7 +369,7 @@ def _read_interpolated(p: _Points, target: float) -> TprAtFpr:
     x, y = p.fpr, p.tpr
     hi = int(np.searchsorted(x, target, side="left"))  # first point with fpr >= target
     if hi >= x.shape[0] or not p.known[hi]:
-        raise ValueError(
+        raise TruncatedRocError(
             f"truncated ROC ends at FPR {p.last_fpr:.3g}: cannot interpolate at FPR "
             f"{target:g}; keep more impostor scores"
         )
