@@ -92,3 +92,13 @@ def test_missing_data_and_folders_are_clear_errors(tmp_path):
     bad.write_text("1 a.png\n")
     with pytest.raises(ValueError, match=r"bad\.txt:1: expected 'label path0 path1'"):
         open_pair_set(bad)
+
+
+def test_pair_set_checks_its_indices():
+    from sphereface2.evaluate.verification_sets import PairSet
+
+    images = [0, 1, 2]
+    with pytest.raises(ValueError, match=r"src: a pair refers to an image outside 0\.\.2"):
+        PairSet("x", images, [0, 3], [1, 2], [True, False], "src", "bin")
+    with pytest.raises(ValueError, match="one entry per pair"):
+        PairSet("x", images, [0], [1, 2], [True, False], "src", "bin")

@@ -25,11 +25,12 @@ from torch.utils.data import Dataset
 from sphereface2.data.bin_format import BinPairDataset
 from sphereface2.data.pairs import (
     PairImageDataset,
+    PairList,
     check_images_exist,
     read_lfw_pairs,
     read_pair_list,
 )
-from sphereface2.data.transforms import eval_transform
+from sphereface2.data.transforms import FaceTransform, eval_transform
 
 PairSetKind = Literal["bin", "lfw", "pair-list"]
 
@@ -117,7 +118,7 @@ def _default_name(path: str | os.PathLike, name: str | None) -> str:
     return name if name else display_name(Path(path).stem)
 
 
-def _input_transform(input_size: Sequence[int] | None):  # noqa: ANN202 (a FaceTransform)
+def _input_transform(input_size: Sequence[int] | None) -> FaceTransform:
     return eval_transform(tuple(input_size) if input_size is not None else None)
 
 
@@ -138,7 +139,9 @@ def open_bin_set(
     )
 
 
-def _from_pair_list(pair_list, name: str, kind: PairSetKind, input_size) -> PairSet:  # noqa: ANN001
+def _from_pair_list(
+    pair_list: PairList, name: str, kind: PairSetKind, input_size: Sequence[int] | None
+) -> PairSet:
     check_images_exist(pair_list)
     idx0, idx1 = pair_list.pair_indices()
     return PairSet(
