@@ -8,6 +8,7 @@ spawn of N processes serves every case.
 
 from __future__ import annotations
 
+import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from sphereface2.distributed import (
     all_reduce_scalars,
     barrier,
     class_shard,
+    clip_grad_norm_,
     gather_and_replicate,
     gather_sizes,
+    global_grad_norm,
     global_sum,
     is_main,
     rank,
@@ -37,6 +40,7 @@ from sphereface2.heads.sharded import build_sharded_head, init_proxy_rows
 
 DIM = 5
 SEED = 11
+CLIP = 0.5  # below the gradient norms of run_ddp, so clipping really scales
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,16 @@ class HeadCase:
     labels: str = "random"  # or "first_shard": every label owned by rank 0
     forwards: int = 1  # forward passes summed before one backward
     tol: float = 1e-10
+    autocast: bool = False  # run both heads under CPU bfloat16 autocast
+
+
+def _has_fused_head() -> bool:
+    """The fused SphereFace2 head registers itself when its module is imported."""
+    try:
+        import sphereface2.heads.fused_sphereface2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _cases() -> list[HeadCase]:
@@ -80,6 +94,30 @@ def _cases() -> list[HeadCase]:
     cases.append(HeadCase("sphereface2-ragged", "sphereface2", {"r": 6.0}, batch_sizes=(2, 5, 1)))
     cases.append(HeadCase("sphereface2-two-forwards", "sphereface2", {"r": 6.0}, forwards=2))
     cases.append(HeadCase("sphereface2-two-classes", "sphereface2", {"r": 6.0}, num_classes=2))
+    for name in ("sphereface2", "arcface"):
+        # bf16 rounds each rank's partial embedding gradient before the sum over ranks,
+        # the plain head rounds the whole sum once: differences of a few bf16 ulps.
+        case = HeadCase(f"{name}-bf16-autocast", name, {}, torch.float32, tol=1e-2, autocast=True)
+        cases.append(case)
+    if _has_fused_head():
+        for margin_type, m in paper_m.items():
+            params = {"margin_type": margin_type, "m": m, "r": 6.0, "chunk_size": 2}
+            cases.append(HeadCase(f"sphereface2_fused-{margin_type}", "sphereface2_fused", params))
+        params = {"r": 6.0, "gradient": "detached"}
+        cases.append(HeadCase("sphereface2_fused-C-detached", "sphereface2_fused", params))
+        cases.append(
+            HeadCase("sphereface2_fused-two-classes", "sphereface2_fused", {}, num_classes=2)
+        )
+        cases.append(
+            HeadCase(
+                "sphereface2_fused-paper-float32",
+                "sphereface2_fused",
+                {},
+                torch.float32,
+                batch_sizes=(2, 5, 1),
+                tol=1e-5,
+            )
+        )
     margin_heads = [
         ("softmax", {}),
         ("normface", {"s": 4.0}),
@@ -141,8 +179,9 @@ def _run_head_case(case: HeadCase, world: int, me: int) -> dict[str, Any]:
         x, y = _global_batch(case, world, draw)
         xp = x.clone().requires_grad_()
         xl = x[offset : offset + count].clone().requires_grad_()
-        loss_p, stats_p = plain(xp, y, return_stats=True)
-        loss_s, stats_s = sharded(xl, y[offset : offset + count], return_stats=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case.autocast):
+            loss_p, stats_p = plain(xp, y, return_stats=True)
+            loss_s, stats_s = sharded(xl, y[offset : offset + count], return_stats=True)
         plain_loss, sharded_loss = plain_loss + loss_p, sharded_loss + loss_s
         plain_inputs.append(xp)
         local_inputs.append(xl)
@@ -217,7 +256,7 @@ def _replicate_and_sum(me: int, world: int) -> dict[str, Any]:
     return {
         "bias_grad": float(bias.grad),
         "expected_bias_grad": 3.0 * sum(r + 1 for r in range(world)),
-        "total": float(total),
+        "total": float(total.detach()),
         "expected_total": 0.5 * sum(r + 1 for r in range(world)),
     }
 
@@ -305,11 +344,15 @@ def run_ddp(ctx: DistributedContext, head_name: str, hook: bool = True) -> dict[
     backbone = _Backbone().double()
     reference: list[tuple[float, torch.Tensor]] = []
     opt = torch.optim.SGD([*backbone.parameters(), *plain.parameters()], lr=0.1, momentum=0.9)
+    reference_norms = []
     for _ in range(2):
         opt.zero_grad()
         loss = plain(backbone(images), labels)
         loss.backward()
         reference.append((float(loss), backbone.fc.weight.grad.clone()))
+        every = [*backbone.parameters(), *plain.parameters()]
+        max_abs = max(float(p.grad.abs().max()) for p in every)
+        reference_norms.append((float(nn.utils.clip_grad_norm_(every, CLIP)), max_abs))
         opt.step()
 
     sharded = build_sharded_head(head_name, 7, DIM, seed=SEED, **params).double()
@@ -320,7 +363,8 @@ def run_ddp(ctx: DistributedContext, head_name: str, hook: bool = True) -> dict[
     opt = torch.optim.SGD([*ddp.parameters(), *sharded.parameters()], lr=0.1, momentum=0.9)
     local = slice(sum(sizes[:me]), sum(sizes[: me + 1]))
     out: dict[str, Any] = {"loss": [], "backbone_grad": [], "backbone_grad_ratio": []}
-    for ref_loss, ref_grad in reference:
+    out["norm"], out["inf_norm"] = [], []
+    for (ref_loss, ref_grad), (ref_norm, ref_max) in zip(reference, reference_norms):
         opt.zero_grad()
         loss = sharded(ddp(images[local]), labels[local])
         loss.backward()
@@ -330,6 +374,11 @@ def run_ddp(ctx: DistributedContext, head_name: str, hook: bool = True) -> dict[
         out["backbone_grad_ratio"].append(float((grad * ref_grad).sum() / ref_grad.square().sum()))
         if not hook:
             break  # the steps diverge from here on; one comparison shows the scale
+        replicated = [*ddp.parameters(), *sharded.replicated_parameters()]
+        inf_norm = global_grad_norm(replicated, sharded.sharded_parameters(), norm_type=math.inf)
+        out["inf_norm"].append(abs(float(inf_norm) - ref_max))
+        norm = clip_grad_norm_(replicated, sharded.sharded_parameters(), CLIP)
+        out["norm"].append(abs(float(norm) - ref_norm))
         opt.step()
     start, end = sharded.class_start, sharded.class_end
     out["weight_after_steps"] = _max_diff(sharded.weight.detach(), plain.weight.detach()[start:end])

@@ -121,6 +121,7 @@ def test_ddp_backbone_with_sum_hook_trains_like_one_process(
         assert max(r["backbone_grad"]) < 1e-12
         assert r["backbone_grad_ratio"] == pytest.approx([1.0, 1.0], abs=1e-12)
         assert r["weight_after_steps"] < 1e-12
+        assert max(r["norm"]) < 1e-12 and max(r["inf_norm"]) < 1e-12
 
 
 @pytest.mark.parametrize("world", WORLDS)

@@ -14,6 +14,7 @@ from sphereface2.distributed.collectives import (
     global_sum,
     sum_allreduce_hook,
 )
+from sphereface2.distributed.grad_norm import clip_grad_norm_, global_grad_norm
 from sphereface2.distributed.process_group import (
     DistributedContext,
     LaunchEnv,
@@ -42,10 +43,12 @@ __all__ = [
     "barrier",
     "class_shard",
     "cleanup",
+    "clip_grad_norm_",
     "default_backend",
     "distributed_session",
     "gather_and_replicate",
     "gather_sizes",
+    "global_grad_norm",
     "global_sum",
     "init_distributed",
     "is_initialized",

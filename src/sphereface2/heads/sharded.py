@@ -45,7 +45,7 @@ from sphereface2.distributed.collectives import (
 from sphereface2.distributed.process_group import rank as get_rank
 from sphereface2.distributed.process_group import world_size as get_world_size
 from sphereface2.distributed.sharding import class_shard, shard_sizes
-from sphereface2.heads.base import cosines, renormalise_
+from sphereface2.heads.base import NORM_EPS, cosines, renormalise_
 from sphereface2.heads.margin_softmax import MarginSoftmaxHead, SoftmaxHead, margin_cross_entropy
 from sphereface2.heads.registry import HEADS, build_head
 from sphereface2.heads.sphereface2 import SphereFace2Head
@@ -156,6 +156,14 @@ class ShardedHead(nn.Module):
     @property
     def num_local_classes(self) -> int:
         return self.class_end - self.class_start
+
+    def sharded_parameters(self) -> list[nn.Parameter]:
+        """Parameters holding this rank's class rows (different on every rank)."""
+        return [p for key, p in self.named_parameters() if key in self.sharded_keys]
+
+    def replicated_parameters(self) -> list[nn.Parameter]:
+        """Parameters identical on every rank (their gradients are summed in the backward)."""
+        return [p for key, p in self.named_parameters() if key not in self.sharded_keys]
 
     def extra_repr(self) -> str:
         return (
@@ -327,14 +335,17 @@ class ShardedSphereFace2Head(ShardedHead):
     scalar, replicated: same closed-form init from the GLOBAL class count on every rank;
     its gradient is summed over ranks inside the backward, so it stays identical).
 
-    Each rank scores the whole gathered batch against its own classes with the plain
-    head's :func:`~sphereface2.heads.sphereface2_math.chunk_loss` (positive terms only for
-    labels in its range, negatives for the rest), sums them, and the global sum of those
-    partial sums divided by the global batch size is the plain head's loss.
+    Each rank scores the whole gathered batch against its own classes (positive terms only
+    for labels in its range, negative terms for every other sample) and scales the sum by
+    lw / global batch; the sum of these partial losses over ranks is the plain head's loss.
+    The per-class terms come from the plain head's maths:
+    :func:`~sphereface2.heads.sphereface2_math.chunk_loss` for ``name="sphereface2"``, or
+    the chunked pass of the fused head for ``name="sphereface2_fused"`` (which never holds
+    the (B, K_local) cosines; its ``chunk_size`` parameter is accepted too).
 
-    Args: those of :class:`~sphereface2.heads.sphereface2.SphereFace2Head`, plus ``group``
-    (None: the default group, or a single process), ``init`` ("full" or "shard", see
-    :func:`init_proxy_rows`) and ``seed`` (the proxy init's seed).
+    Args: those of the plain head ``name``, plus ``group`` (None: the default group, or a
+    single process), ``init`` ("full" or "shard", see :func:`init_proxy_rows`) and ``seed``
+    (the proxy init's seed).
     """
 
     def __init__(
@@ -343,11 +354,14 @@ class ShardedSphereFace2Head(ShardedHead):
         embedding_dim: int,
         group: ProcessGroup | None = None,
         *,
+        name: str = "sphereface2",
         init: str = "full",
         seed: int = 0,
         **params: Any,
     ) -> None:
-        template = _meta_template("sphereface2", num_classes, embedding_dim, params)
+        template = _meta_template(name, num_classes, embedding_dim, params)
+        if not isinstance(template, SphereFace2Head):
+            raise ValueError(f"head {name!r} is not a SphereFace2 head")
         super().__init__(template, group, init=init, seed=seed, renormalise=True)
         self.margin_type, self.gradient = template.margin_type, template.gradient
         self.lam, self.r, self.m, self.t, self.lw = (
@@ -357,8 +371,66 @@ class ShardedSphereFace2Head(ShardedHead):
             template.t,
             template.lw,
         )
+        self.fused = _is_fused_sphereface2(template)
+        self.chunk_size = getattr(template, "chunk_size", None)
         b0 = bias_init(self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
+
+    def _maths(self) -> dict[str, Any]:
+        return {
+            "margin_type": self.margin_type,
+            "lam": self.lam,
+            "r": self.r,
+            "m": self.m,
+            "t": self.t,
+            "gradient": self.gradient,
+        }
+
+    def _plain_partial(
+        self, x: Tensor, y: Tensor, bias: Tensor, stats: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """This rank's share of the loss and, if asked, its (positive, other) cosine sums."""
+        cos = cosines(x, self.weight)
+        batch = x.shape[0]
+        if self.world_size == 1:
+            partial = self.lw * chunk_loss(cos, y, bias, **self._maths()).mean()
+        elif self.num_local_classes == 0:
+            # An empty shard adds 0 but stays in the graph, so that this rank's backward
+            # runs the same collectives as everyone else's.
+            partial = cos.sum()
+        else:
+            per_sample = chunk_loss(cos, y - self.class_start, bias, **self._maths())
+            partial = self.lw * per_sample.sum() / batch
+        if not stats:
+            return partial, None
+        with torch.no_grad():
+            positive, total = _cosine_sums(cos.detach(), *self.positive_columns(y))
+            return partial, torch.stack([positive, total - positive])
+
+    def _fused_partial(
+        self, x: Tensor, y: Tensor, bias: Tensor, stats: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """As :meth:`_plain_partial`, through the fused head's chunked pass."""
+        from sphereface2.heads.fused_function import fused_sphereface2_loss_sum
+
+        x_hat = F.normalize(x.to(self.weight.dtype), dim=1, eps=NORM_EPS)
+        if self.num_local_classes == 0:  # the fused pass needs at least one class
+            partial = x_hat.sum() * 0.0 + self.weight.sum()
+            return partial, (x_hat.new_zeros(2) if stats else None)
+        out = fused_sphereface2_loss_sum(
+            x_hat,
+            self.weight,
+            bias,
+            y.long() - self.class_start,
+            scale=self.lw / x.shape[0],
+            chunk_size=self.chunk_size,
+            return_stats=stats,
+            **self._maths(),
+        )
+        if not stats:
+            return out, None  # type: ignore[return-value]
+        partial, sums = out
+        return partial, torch.stack([sums["pos_cos_sum"], sums["neg_cos_sum"]]).to(x_hat.dtype)
 
     def forward(
         self, embeddings: Tensor, labels: Tensor, *, return_stats: bool = False
@@ -366,39 +438,37 @@ class ShardedSphereFace2Head(ShardedHead):
         """The plain head's loss on the global batch; stats "pos_cos", "neg_cos", "bias"."""
         x, y, (bias,) = self.gather_batch(embeddings, labels, (self.bias,))
         renormalise_(self.weight)
-        cos = cosines(x, self.weight)
-        maths = {"margin_type": self.margin_type, "lam": self.lam, "r": self.r, "m": self.m}
-        maths.update(t=self.t, gradient=self.gradient)
-        batch = x.shape[0]
-        if self.world_size == 1:
-            loss = self.lw * chunk_loss(cos, y, bias, **maths).mean()
-        else:
-            column, _ = self.positive_columns(y)
-            if self.num_local_classes == 0:
-                # An empty shard adds 0 but stays in the graph, so that this rank's backward
-                # runs the same collectives as everyone else's.
-                partial = cos.sum()
-            else:
-                partial = chunk_loss(cos, y - self.class_start, bias, **maths).sum()
-            loss = self.lw * global_sum(partial, self.group) / batch
-        if not return_stats:
+        compute = self._fused_partial if self.fused else self._plain_partial
+        partial, sums = compute(x, y, bias, return_stats)
+        loss = global_sum(partial, self.group)
+        if sums is None:
             return loss
         with torch.no_grad():
-            positive, total = _cosine_sums(cos.detach(), *self.positive_columns(y))
-            summed = global_sum(torch.stack([positive, total]), self.group)
+            batch = x.shape[0]
+            sums = global_sum(sums, self.group)
             stats = {
-                "pos_cos": summed[0] / batch,
-                "neg_cos": (summed[1] - summed[0]) / (batch * (self.num_classes - 1)),
+                "pos_cos": sums[0] / batch,
+                "neg_cos": sums[1] / (batch * (self.num_classes - 1)),
                 "bias": self.bias.detach().clone(),
             }
         return loss, stats
 
     def extra_repr(self) -> str:
+        fused = f", fused=True, chunk_size={self.chunk_size}" if self.fused else ""
         return (
             f"{super().extra_repr()}, margin_type={self.margin_type!r}, lam={self.lam:g}, "
             f"r={self.r:g}, m={self.m:g}, t={self.t:g}, lw={self.lw:g}, "
-            f"gradient={self.gradient!r}, init={self.init!r}"
+            f"gradient={self.gradient!r}, init={self.init!r}{fused}"
         )
+
+
+def _is_fused_sphereface2(template: nn.Module) -> bool:
+    """Whether ``template`` is the fused SphereFace2 head (imported only if it exists)."""
+    try:
+        from sphereface2.heads.fused_sphereface2 import FusedSphereFace2Head
+    except ImportError:
+        return False
+    return isinstance(template, FusedSphereFace2Head)
 
 
 def _cosine_sums(cos: Tensor, column: Tensor, owned: Tensor) -> tuple[Tensor, Tensor]:
@@ -590,7 +660,7 @@ def build_sharded_head(
     template = _meta_template(name, num_classes, embedding_dim, params)
     common = {"init": init, "seed": seed, **params}
     if isinstance(template, SphereFace2Head):
-        return ShardedSphereFace2Head(num_classes, embedding_dim, group, **common)
+        return ShardedSphereFace2Head(num_classes, embedding_dim, group, name=name, **common)
     if isinstance(template, MarginSoftmaxHead):
         return ShardedMarginSoftmaxHead(name, num_classes, embedding_dim, group, **common)
     if isinstance(template, SoftmaxHead):
