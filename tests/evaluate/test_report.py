@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from sphereface2.evaluate.report import (  # noqa: E402
     verification_rows,
     write_report,
 )
-from sphereface2.evaluate.roc import tpr_at_fpr  # noqa: E402
 from sphereface2.evaluate.runner import evaluate_verification_sets  # noqa: E402
 from sphereface2.evaluate.verification_sets import open_bin_set  # noqa: E402
 
@@ -119,8 +117,14 @@ def test_write_report_files(run, tmp_path):
     assert lfw_json["opensphere_best_threshold"]["protocol"].startswith("OpenSphere")
     assert len(lfw_json["insightface_10fold"]["fold_accuracies"]) == 10
     assert ver["combined"]["members"] == ["LFW", "AgeDB-30", "CALFW", "CPLFW"]
-    assert data["ijb"]["IJB-C"]["method"] == "interpolated"
-    assert data["ijb"]["IJB-C"]["tar_at_far"] == {"1e-05": 0.8, "0.0001": 0.9}
+    assert data["ijb"] == [
+        {
+            "name": "IJB-C",
+            "protocol": "1:1 verification",
+            "method": "interpolated",
+            "tar_at_far": {"1e-05": 0.8, "0.0001": 0.9},
+        }
+    ]
     markdown = written["markdown"].read_text()
     assert "| IJB-C [1:1 verification] | 80.00 | 90.00 | linear interpolation (OpenSphere) |" in (
         markdown
@@ -147,7 +151,7 @@ def test_json_has_no_nan(tmp_path):
 
 def test_ijb_inputs_and_table():
     reads = {"IJB-B": {"tar_at_far": {1e-4: 0.8795, 1e-3: 0.93}, "method": "nearest"}}
-    header, rows = ijb_rows({k: as_tar_at_far(k, v) for k, v in reads.items()})
+    header, rows = ijb_rows([row for k, v in reads.items() for row in as_tar_at_far(k, v)])
     assert header == ["benchmark [protocol]", "TAR@FAR=1e-4", "TAR@FAR=1e-3", "TAR read at"]
     assert rows == [
         ["IJB-B [1:1 verification]", "87.95", "93.00", "nearest ROC point (InsightFace)"]
@@ -158,9 +162,9 @@ def test_ijb_inputs_and_table():
         method = "interpolated"
         protocol = "1:1 template verification"
 
-    assert as_tar_at_far("IJB-C", Result()) == TarAtFar(
-        "IJB-C", {1e-4: 0.9}, "interpolated", "1:1 template verification"
-    )
+    assert as_tar_at_far("IJB-C", Result()) == [
+        TarAtFar("IJB-C", {1e-4: 0.9}, "interpolated", "1:1 template verification")
+    ]
     with pytest.raises(ValueError, match="needs the method"):
         as_tar_at_far("IJB-C", {"tar_at_far": {1e-4: 0.9}})
     with pytest.raises(ValueError, match="out of range"):
@@ -172,14 +176,30 @@ def test_ijb_inputs_and_table():
     assert "verification" not in report_to_dict(report)
 
 
-def test_ijb_rows_agree_with_roc_reads():
-    """TprAtFpr reads from roc.py map onto the same table."""
-    from sphereface2.evaluate.roc import roc_curve
+def test_ijb_results_from_the_ijb_module():
+    """An IJBVerificationResult (reads by both methods) gives one row per method."""
+    from sphereface2.evaluate.ijb import ijb_11
 
     rng = np.random.default_rng(0)
-    scores = np.concatenate([rng.normal(0.6, 0.1, 200), rng.normal(0.1, 0.1, 2000)])
-    labels = np.concatenate([np.ones(200, bool), np.zeros(2000, bool)])
-    reads = tpr_at_fpr(roc_curve(scores, labels), (1e-3, 1e-2), "interpolated")
-    value = {"tar_at_far": {r.fpr: r.tpr for r in reads}, "method": "interpolated"}
-    _, rows = ijb_rows({"toy": as_tar_at_far("toy", value)})
-    assert rows[0][1] == f"{100 * reads[0].tpr:.2f}" and not math.isnan(reads[0].tpr)
+    feats = rng.standard_normal((60, 8))
+    ids = np.arange(60)
+    t1 = rng.integers(0, 60, 3000)
+    t2 = rng.integers(0, 60, 3000)
+    labels = (t1 % 5 == t2 % 5).astype(int)
+    feats[:, 0] += 4 * (ids % 5)  # templates of one "identity" share a direction
+    result = ijb_11(feats, ids, t1, t2, labels, fars=(1e-3, 1e-2, 1e-1))
+    rows = as_tar_at_far("IJB-B", result)
+    assert [r.method for r in rows] == ["nearest", "interpolated"]
+    for row in rows:
+        assert row.protocol == result.protocol
+        for read in result.tar_at_far:
+            if read.method == row.method:
+                assert row.tar_at_far[read.fpr] == read.tpr
+    report = build_report("m", "d", ijb={"IJB-B": result})
+    _, table = ijb_rows(report.ijb)
+    assert [r[-1] for r in table] == [
+        "nearest ROC point (InsightFace)",
+        "linear interpolation (OpenSphere)",
+    ]
+    nearest = next(r for r in result.tar_at_far if r.method == "nearest" and r.fpr == 1e-2)
+    assert table[0][2] == f"{100 * nearest.tpr:.2f}"

@@ -66,14 +66,27 @@ class TarAtFar:
     protocol: str = "1:1 verification"
 
 
-def as_tar_at_far(name: str, value: Any) -> TarAtFar:
-    """Normalise an IJB-style result.
+def _check_rates(name: str, tars: Mapping[Any, Any]) -> dict[float, float]:
+    clean: dict[float, float] = {}
+    for far, tar in tars.items():
+        far, tar = float(far), float(tar)
+        if not 0.0 < far <= 1.0 or not (0.0 <= tar <= 1.0 or math.isnan(tar)):
+            raise ValueError(f"result {name!r}: TAR {tar!r} at FAR {far!r} is out of range")
+        clean[far] = tar
+    return dict(sorted(clean.items()))
+
+
+def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
+    """Normalise an IJB-style result into one :class:`TarAtFar` per read method.
 
     Accepts a :class:`TarAtFar`; a mapping ``{"tar_at_far": {far: tar}, "method": ...,
-    "protocol": ...}``; or any object with ``tar_at_far`` and ``method`` attributes.
+    "protocol": ...}``; an object with such attributes; or an object (or mapping) whose
+    ``tar_at_far`` is a sequence of :class:`~sphereface2.evaluate.roc.TprAtFpr` reads, such
+    as :class:`sphereface2.evaluate.ijb.IJBVerificationResult` (each read carries its own
+    method: one row per method).
     """
     if isinstance(value, TarAtFar):
-        return value
+        return [value]
     if isinstance(value, Mapping):
         getter = value.get
     else:
@@ -82,21 +95,29 @@ def as_tar_at_far(name: str, value: Any) -> TarAtFar:
             return getattr(value, key, default)
 
     tars = getter("tar_at_far")
+    protocol = str(getter("protocol", None) or "1:1 verification")
+    if isinstance(tars, Sequence) and tars and all(hasattr(r, "method") for r in tars):
+        methods = list(dict.fromkeys(r.method for r in tars))
+        return [
+            TarAtFar(
+                name,
+                _check_rates(name, {r.fpr: r.tpr for r in tars if r.method == m}),
+                m,
+                protocol,
+            )
+            for m in methods
+        ]
     method = getter("method")
     if not isinstance(tars, Mapping) or not tars:
-        raise ValueError(f"result {name!r}: needs a non-empty tar_at_far mapping {{far: tar}}")
+        raise ValueError(
+            f"result {name!r}: needs a non-empty tar_at_far mapping {{far: tar}} or a "
+            "sequence of TprAtFpr reads"
+        )
     if not isinstance(method, str) or not method:
         raise ValueError(
             f"result {name!r}: needs the method that read TAR ('nearest' or 'interpolated')"
         )
-    clean: dict[float, float] = {}
-    for far, tar in tars.items():
-        far, tar = float(far), float(tar)
-        if not 0.0 < far <= 1.0 or not (0.0 <= tar <= 1.0 or math.isnan(tar)):
-            raise ValueError(f"result {name!r}: TAR {tar!r} at FAR {far!r} is out of range")
-        clean[far] = tar
-    protocol = getter("protocol", None) or "1:1 verification"
-    return TarAtFar(name, dict(sorted(clean.items())), method, str(protocol))
+    return [TarAtFar(name, _check_rates(name, tars), method, protocol)]
 
 
 @dataclass
@@ -107,7 +128,7 @@ class EvaluationReport:
         model: short model name (table titles).
         model_description: what was loaded and from where.
         verification: the pair-set results, if any.
-        ijb: IJB-style TAR@FAR results by benchmark name.
+        ijb: IJB-style TAR@FAR rows (one per benchmark and read method).
         settings: anything else worth recording (device, batch size, command line, ...).
         created: ISO time of the evaluation.
     """
@@ -115,7 +136,7 @@ class EvaluationReport:
     model: str
     model_description: str
     verification: VerificationRun | None = None
-    ijb: dict[str, TarAtFar] = field(default_factory=dict)
+    ijb: list[TarAtFar] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
@@ -127,14 +148,15 @@ def build_report(
     ijb: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
-    """An :class:`EvaluationReport`; ``ijb`` values go through :func:`as_tar_at_far`."""
+    """An :class:`EvaluationReport`; ``ijb`` maps benchmark names to results in any form
+    :func:`as_tar_at_far` accepts."""
     if verification is None and not ijb:
         raise ValueError("a report needs verification results or IJB results")
     return EvaluationReport(
         model=model,
         model_description=model_description,
         verification=verification,
-        ijb={name: as_tar_at_far(name, value) for name, value in (ijb or {}).items()},
+        ijb=[row for name, value in (ijb or {}).items() for row in as_tar_at_far(name, value)],
         settings=dict(settings or {}),
     )
 
@@ -198,17 +220,17 @@ def _pair_counts(s: SetEvaluation) -> str:
     return f"{s.num_pairs} ({bt.num_genuine} / {bt.num_impostor})"
 
 
-def ijb_rows(ijb: Mapping[str, TarAtFar]) -> tuple[list[str], list[list[str]]]:
+def ijb_rows(ijb: Sequence[TarAtFar]) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of the TAR@FAR table: one row per benchmark, one column per FAR
     (those of :data:`IJB_FARS` plus any other given), and the read method."""
-    fars = sorted({*IJB_FARS, *(f for r in ijb.values() for f in r.tar_at_far)}, reverse=False)
-    present = [f for f in fars if any(f in r.tar_at_far for r in ijb.values())]
+    fars = sorted({*IJB_FARS, *(f for r in ijb for f in r.tar_at_far)})
+    present = [f for f in fars if any(f in r.tar_at_far for r in ijb)]
     header = ["benchmark [protocol]"] + [f"TAR@FAR={_far_label(f)}" for f in present]
     header.append("TAR read at")
     rows = []
-    for name, r in ijb.items():
+    for r in ijb:
         cells = [_pct(r.tar_at_far[f]) if f in r.tar_at_far else "n/a" for f in present]
-        rows.append([f"{name} [{r.protocol}]", *cells, _METHOD_WORDS.get(r.method, r.method)])
+        rows.append([f"{r.name} [{r.protocol}]", *cells, _METHOD_WORDS.get(r.method, r.method)])
     return header, rows
 
 
@@ -403,14 +425,15 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             },
         }
     if report.ijb:
-        out["ijb"] = {
-            name: {
+        out["ijb"] = [
+            {
+                "name": r.name,
                 "protocol": r.protocol,
                 "method": r.method,
                 "tar_at_far": _finite({repr(far): tar for far, tar in r.tar_at_far.items()}),
             }
-            for name, r in report.ijb.items()
-        }
+            for r in report.ijb
+        ]
     return out
 
 
