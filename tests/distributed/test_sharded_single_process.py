@@ -230,3 +230,10 @@ def test_batch_checks_name_the_sharded_head() -> None:
         head(torch.randn(2, 4), torch.tensor([0, 1]))
     unchecked = build_sharded_head("cosface", K, D, validate=False)
     unchecked(torch.full((2, D), float("nan")), torch.tensor([0, 1]))  # no value checks
+
+
+def test_a_head_built_before_the_process_group_is_refused(monkeypatch) -> None:
+    head = build_sharded_head("sphereface2", K, D)
+    monkeypatch.setattr("sphereface2.heads.sharded_base.get_world_size", lambda group=None: 2)
+    with pytest.raises(RuntimeError, match="built for a world of 1 but the process group now"):
+        head(torch.randn(2, D), torch.tensor([0, 1]))
