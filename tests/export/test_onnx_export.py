@@ -4,6 +4,7 @@ ONNX file gives the checkpoint's accuracy."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -118,3 +119,10 @@ def test_dynamo_exporter(run_dir, tmp_path):
     result = export_onnx(run_dir, tmp_path / "d.onnx", exporter="dynamo", opset=18)
     assert "dynamo" in result["exporter"] and result["max_abs_diff"] < 1e-4
     assert isinstance(result["input"]["shape"][0], str)
+
+
+def test_missing_optional_package_says_how_to_install(run_dir, tmp_path, monkeypatch):
+    export_onnx(run_dir, tmp_path / "m.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes the import fail
+    with pytest.raises(RuntimeError, match="running an ONNX model needs the 'onnxruntime'"):
+        load_embedding_model(tmp_path / "m.onnx")

@@ -53,6 +53,20 @@ _ACCEPTED = (
 )
 
 
+def require_optional(module: str, purpose: str) -> Any:
+    """Import an optional dependency, or raise RuntimeError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise RuntimeError(
+            f"{purpose} needs the {package!r} package: pip install {package} "
+            "(or the project's 'onnx' extra)"
+        ) from None
+
+
 # --------------------------------------------------------------------------------------
 # The model config (the part of a training config that rebuilds the backbone)
 # --------------------------------------------------------------------------------------
@@ -203,8 +217,7 @@ class OnnxEmbeddingModel(EmbeddingModel):
     """
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
-        import onnxruntime as ort
-
+        ort = require_optional("onnxruntime", "running an ONNX model")
         path = str(path)
         providers = ["CPUExecutionProvider"]
         if torch.device(device).type == "cuda":
@@ -405,8 +418,9 @@ def _model_section(raw: Any, source: str) -> ModelConfig:
 
 
 def _load_safetensors(path: Path, device: str | torch.device) -> TorchEmbeddingModel:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    safetensors = require_optional("safetensors", "reading safetensors weights")
+    load_file = require_optional("safetensors.torch", "reading safetensors weights").load_file
+    safe_open, SafetensorError = safetensors.safe_open, safetensors.SafetensorError
 
     try:
         with safe_open(str(path), framework="pt") as handle:

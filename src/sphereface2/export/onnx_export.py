@@ -30,7 +30,11 @@ import numpy as np
 import torch
 
 from sphereface2.config import ModelConfig
-from sphereface2.evaluate.model_loading import METADATA_KEY, model_config_to_dict
+from sphereface2.evaluate.model_loading import (
+    METADATA_KEY,
+    model_config_to_dict,
+    require_optional,
+)
 from sphereface2.export.common import FLIP_TEST, PREPROCESSING, ModelLike, as_torch_model
 
 DEFAULT_OPSET = 17
@@ -89,7 +93,7 @@ def _export_dynamo(
 
 
 def _add_metadata(path: Path, cfg: ModelConfig, description: str) -> None:
-    import onnx
+    onnx = require_optional("onnx", "ONNX export")
 
     proto = onnx.load(str(path))
     entries = {
@@ -117,8 +121,7 @@ def check_onnx_against_torch(
     """Run the ONNX file (onnxruntime, CPU) and ``module`` on the same seeded random
     inputs at each batch size; returns ``max_abs_diff``, ``max_abs_output`` and the
     shapes the session reports."""
-    import onnxruntime as ort
-
+    ort = require_optional("onnxruntime", "checking an ONNX export")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -183,13 +186,14 @@ def export_onnx(
     Raises:
         ExportCheckError: onnxruntime's outputs differ from PyTorch's beyond the tolerance.
     """
-    import onnx
-    import onnxruntime
-
+    onnx = require_optional("onnx", "ONNX export")
+    onnxruntime = require_optional("onnxruntime", "checking an ONNX export")
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
-    if exporter == "dynamo" and opset < 18:
-        raise ValueError(f"the dynamo exporter writes opset 18 or newer, got opset={opset}")
+    if exporter == "dynamo":
+        if opset < 18:
+            raise ValueError(f"the dynamo exporter writes opset 18 or newer, got opset={opset}")
+        require_optional("onnxscript", "the dynamo ONNX exporter")
     started = time.perf_counter()
     model = as_torch_model(model_or_path, config, average_last)
     # Export a CPU copy in eval mode; the caller's model stays where it is.

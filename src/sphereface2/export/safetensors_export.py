@@ -25,6 +25,7 @@ from sphereface2.evaluate.model_loading import (
     SAFETENSORS_VERSION,
     WEIGHTS_FILE,
     model_config_to_dict,
+    require_optional,
 )
 from sphereface2.export.common import FLIP_TEST, PREPROCESSING, ModelLike, as_torch_model
 
@@ -47,8 +48,7 @@ def export_safetensors(
     Returns:
         ``weights`` and ``config`` paths, ``tensors``, ``parameters`` and the model config.
     """
-    from safetensors.torch import save_file
-
+    save_file = require_optional("safetensors.torch", "safetensors export").save_file
     torch_model = as_torch_model(model, config, average_last)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
