@@ -1,0 +1,261 @@
+"""The fused SphereFace2 loss as an autograd function, and its functional forms.
+
+The forward pass computes the loss and, in the same chunked pass over the classes, the
+gradients with respect to the normalised features, the proxies and the bias
+(:func:`sphereface2.heads.fused_kernel.fused_pass`). Backward only hands them out: it
+returns them as they are when the incoming gradient is 1 (the usual ``loss.backward()``),
+else scales them in place. The proxy gradient is one (K, d) buffer written chunk by chunk
+and released from the context before it is returned, so autograd adopts it as ``.grad``
+(when ``.grad`` is None) instead of copying it: no transient second (K, d) copy.
+
+Costs of precomputing gradients: a forward pass that is never back-propagated still pays
+for them (use ``torch.no_grad()`` for evaluation: the pass then computes the loss only),
+each forward keeps its (K, d) proxy gradient until its backward, and double backward is
+not supported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from sphereface2.heads.base import NORM_EPS, renormalise_
+from sphereface2.heads.fused_kernel import LossSpec, PassOptions, fused_pass, work_dtype
+from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
+from sphereface2.heads.sphereface2_math import MARGIN_TYPES
+from sphereface2.heads.validation import GRADIENT_MODES, check_batch, check_choice
+
+IMPLEMENTATIONS = ("auto", "plain", "fused")
+AUTO_MIN_ENTRIES = 2**18
+"""``implementation="auto"`` uses the fused pass once batch x classes reaches this many entries."""
+
+
+class _FusedSphereFace2(torch.autograd.Function):
+    """loss, stats = f(x_hat, weight, bias); gradients precomputed by the forward pass."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x_hat: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        positive_index: Tensor,
+        spec: LossSpec,
+        opts: PassOptions,
+    ) -> tuple[Tensor, Tensor]:
+        result = fused_pass(x_hat, weight, bias, positive_index, spec, opts)
+        ctx.grad_x = None if result.grad_x is None else result.grad_x.to(x_hat.dtype)
+        ctx.grad_weight = result.grad_weight
+        ctx.grad_bias = None if result.grad_bias is None else result.grad_bias.to(bias.dtype)
+        ctx.pending = True
+        stats = result.stats if result.stats is not None else x_hat.new_zeros(0)
+        ctx.mark_non_differentiable(stats)
+        return result.loss, stats
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_loss: Tensor, _grad_stats: Tensor) -> tuple[Any, ...]:
+        if not ctx.pending:
+            raise RuntimeError(
+                "fused SphereFace2: backward ran twice through one forward pass "
+                "(retain_graph=True); its precomputed gradients were already handed out"
+            )
+        grads = [ctx.grad_x, ctx.grad_weight, ctx.grad_bias]
+        # Drop the context's references, so autograd may adopt the buffers as .grad.
+        ctx.grad_x = ctx.grad_weight = ctx.grad_bias = None
+        ctx.pending = False
+        if not bool(grad_loss == 1.0):
+            for grad in grads:
+                if grad is not None:
+                    grad.mul_(grad_loss.to(grad.dtype))
+        return grads[0], grads[1], grads[2], None, None, None
+
+
+def _matmul_dtype(device: torch.device, weight_dtype: torch.dtype) -> torch.dtype:
+    """The autocast dtype when autocast is on for this device and the proxies are float32."""
+    if weight_dtype == torch.float32 and torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return weight_dtype
+
+
+def fused_sphereface2_loss_sum(
+    x_hat: Tensor,
+    weight: Tensor,
+    bias: Tensor | float,
+    positive_index: Tensor,
+    *,
+    margin_type: str,
+    lam: float,
+    r: float,
+    m: float,
+    t: float,
+    gradient: str = "full",
+    scale: float = 1.0,
+    chunk_size: int | None = None,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    return_stats: bool = False,
+) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    """``scale`` times the batch sum of the per-sample loss terms of the classes in ``weight``.
+
+    Same value and gradients as ``scale * chunk_loss(x_hat @ weight.T, positive_index, bias,
+    ...).sum()`` (:func:`sphereface2.heads.sphereface2_math.chunk_loss`), without building
+    the (B, K) cosines: ``x_hat`` (B, d) are unit-length features (normalise them outside,
+    with autograd), ``weight`` (K, d) unit-length proxies used as given, ``bias`` the
+    shared scalar, and ``positive_index`` (B,) each sample's own class as a row of
+    ``weight``: any value outside [0, K) means the positive lives elsewhere (another shard),
+    so only negative terms of these classes count for that sample.
+
+    ``scale`` multiplies the loss and every gradient inside the pass; pass the final factor
+    (e.g. ``lw / global_batch``) so that backward receives a gradient of 1 and returns the
+    buffers without touching them. ``chunk_size`` classes are scored at a time (default:
+    from ``budget_bytes``, see :mod:`sphereface2.heads.memory_budget`). Under autocast
+    the matrix products run in the autocast dtype, the elementwise maths in float32.
+
+    With ``return_stats`` also returns detached float64 sums: "pos_cos_sum" (cosines of the
+    positives in range), "neg_cos_sum" (all other cosines) and "num_positives".
+    """
+    check_choice("fused sphereface2", "margin_type", margin_type, MARGIN_TYPES)
+    check_choice("fused sphereface2", "gradient", gradient, GRADIENT_MODES)
+    if x_hat.dim() != 2 or weight.dim() != 2 or x_hat.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"fused sphereface2: x_hat (B, d) and weight (K, d) must agree in d, got "
+            f"{tuple(x_hat.shape)} and {tuple(weight.shape)}"
+        )
+    if positive_index.shape != (x_hat.shape[0],):
+        raise ValueError(
+            f"fused sphereface2: positive_index must have shape ({x_hat.shape[0]},), "
+            f"got {tuple(positive_index.shape)}"
+        )
+    if not isinstance(bias, Tensor):
+        bias = torch.tensor(float(bias), dtype=weight.dtype, device=weight.device)
+    x_hat = x_hat.to(weight.dtype)
+    batch, num_classes = x_hat.shape[0], weight.shape[0]
+    mmdt = _matmul_dtype(x_hat.device, weight.dtype)
+    chunk = choose_chunk_size(
+        num_classes,
+        batch,
+        embedding_dim=weight.shape[1],
+        work_itemsize=work_dtype(weight.dtype).itemsize,
+        matmul_itemsize=mmdt.itemsize,
+        budget_bytes=budget_bytes,
+        chunk_size=chunk_size,
+    )
+    grad_on = torch.is_grad_enabled()
+    opts = PassOptions(
+        scale=float(scale),
+        chunk_size=chunk,
+        need_grad_x=grad_on and x_hat.requires_grad,
+        need_grad_weight=grad_on and weight.requires_grad,
+        need_grad_bias=grad_on and bias.requires_grad,
+        want_stats=return_stats,
+        matmul_dtype=mmdt,
+    )
+    spec = LossSpec(margin_type, float(lam), float(r), float(m), float(t), gradient)
+    with torch.autocast(x_hat.device.type, enabled=False):
+        if opts.need_grad_x or opts.need_grad_weight or opts.need_grad_bias:
+            loss, stats = _FusedSphereFace2.apply(x_hat, weight, bias, positive_index, spec, opts)
+        else:
+            result = fused_pass(x_hat, weight, bias, positive_index, spec, opts)
+            loss, stats = result.loss, result.stats
+    if not return_stats:
+        return loss
+    names = ("pos_cos_sum", "neg_cos_sum", "num_positives")
+    return loss, {name: stats[i] for i, name in enumerate(names)}
+
+
+def fused_sphereface2_loss(
+    embeddings: Tensor,
+    weight: Tensor,
+    bias: Tensor | float,
+    labels: Tensor,
+    *,
+    margin_type: str = "C",
+    lam: float = 0.7,
+    r: float = 40.0,
+    m: float = 0.4,
+    t: float = 3.0,
+    lw: float = 10.0,
+    gradient: str = "full",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Fused counterpart of :func:`sphereface2.heads.sphereface2.sphereface2_loss`.
+
+    lw times the batch mean of the per-sample loss; embeddings are normalised here (with
+    autograd), ``weight`` rows are used as given.
+    """
+    x_hat = F.normalize(embeddings.to(weight.dtype), dim=1, eps=NORM_EPS)
+    return fused_sphereface2_loss_sum(  # type: ignore[return-value]
+        x_hat,
+        weight,
+        bias,
+        labels,
+        margin_type=margin_type,
+        lam=lam,
+        r=r,
+        m=m,
+        t=t,
+        gradient=gradient,
+        scale=lw / embeddings.shape[0],
+        chunk_size=chunk_size,
+    )
+
+
+def prefer_fused(implementation: str, batch: int, num_classes: int) -> bool:
+    """Whether a SphereFace2 head with this ``implementation`` setting takes the fused path."""
+    check_choice("sphereface2", "implementation", implementation, IMPLEMENTATIONS)
+    if implementation == "auto":
+        return batch * num_classes >= AUTO_MIN_ENTRIES
+    return implementation == "fused"
+
+
+def fused_head_forward(
+    head: Any,
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    return_stats: bool = False,
+    chunk_size: int | None = None,
+) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    """The forward pass of a :class:`~sphereface2.heads.sphereface2.SphereFace2Head`, fused.
+
+    Same checks, proxy re-projection, loss, gradients and stats as the head's own forward.
+    """
+    check_batch(
+        head.head_name,
+        embeddings,
+        labels,
+        num_classes=head.num_classes,
+        embedding_dim=head.embedding_dim,
+        check_values=head.validate,
+    )
+    renormalise_(head.weight)
+    x_hat = F.normalize(embeddings.to(head.weight.dtype), dim=1, eps=NORM_EPS)
+    batch = embeddings.shape[0]
+    out = fused_sphereface2_loss_sum(
+        x_hat,
+        head.weight,
+        head.bias,
+        labels,
+        margin_type=head.margin_type,
+        lam=head.lam,
+        r=head.r,
+        m=head.m,
+        t=head.t,
+        gradient=head.gradient,
+        scale=head.lw / batch,
+        chunk_size=chunk_size,
+        return_stats=return_stats,
+    )
+    if not return_stats:
+        return out
+    loss, sums = out
+    stats = {
+        "pos_cos": (sums["pos_cos_sum"] / batch).to(loss.dtype),
+        "neg_cos": (sums["neg_cos_sum"] / (batch * (head.num_classes - 1))).to(loss.dtype),
+        "bias": head.bias.detach().clone(),
+    }
+    return loss, stats
