@@ -11,11 +11,13 @@ and released from the context before it is returned, so autograd adopts it as ``
 Costs of precomputing gradients: a forward pass that is never back-propagated still pays
 for them (use ``torch.no_grad()`` for evaluation: the pass then computes the loss only),
 each forward keeps its (K, d) proxy gradient until its backward, and double backward is
-not supported.
+not supported. A second backward through the same forward (``retain_graph=True``, as
+``gradcheck`` does) recomputes the pass.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,7 +26,13 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from sphereface2.heads.base import NORM_EPS, renormalise_
-from sphereface2.heads.fused_kernel import LossSpec, PassOptions, fused_pass, work_dtype
+from sphereface2.heads.fused_kernel import (
+    LossSpec,
+    PassOptions,
+    PassResult,
+    fused_pass,
+    work_dtype,
+)
 from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
 from sphereface2.heads.sphereface2_math import MARGIN_TYPES
 from sphereface2.heads.validation import GRADIENT_MODES, check_batch, check_choice
@@ -32,6 +40,15 @@ from sphereface2.heads.validation import GRADIENT_MODES, check_batch, check_choi
 IMPLEMENTATIONS = ("auto", "plain", "fused")
 AUTO_MIN_ENTRIES = 2**18
 """``implementation="auto"`` uses the fused pass once batch x classes reaches this many entries."""
+
+
+def _keep_gradients(
+    ctx: Any, result: PassResult, x_dtype: torch.dtype, b_dtype: torch.dtype
+) -> None:
+    ctx.grad_x = None if result.grad_x is None else result.grad_x.to(x_dtype)
+    ctx.grad_weight = result.grad_weight
+    ctx.grad_bias = None if result.grad_bias is None else result.grad_bias.to(b_dtype)
+    ctx.pending = True
 
 
 class _FusedSphereFace2(torch.autograd.Function):
@@ -48,10 +65,10 @@ class _FusedSphereFace2(torch.autograd.Function):
         opts: PassOptions,
     ) -> tuple[Tensor, Tensor]:
         result = fused_pass(x_hat, weight, bias, positive_index, spec, opts)
-        ctx.grad_x = None if result.grad_x is None else result.grad_x.to(x_hat.dtype)
-        ctx.grad_weight = result.grad_weight
-        ctx.grad_bias = None if result.grad_bias is None else result.grad_bias.to(bias.dtype)
-        ctx.pending = True
+        _keep_gradients(ctx, result, x_hat.dtype, bias.dtype)
+        # Saved (not copied) only to recompute if backward runs again (retain_graph).
+        ctx.save_for_backward(x_hat, weight, bias, positive_index)
+        ctx.spec, ctx.opts = spec, replace(opts, want_stats=False)
         stats = result.stats if result.stats is not None else x_hat.new_zeros(0)
         ctx.mark_non_differentiable(stats)
         return result.loss, stats
@@ -59,11 +76,10 @@ class _FusedSphereFace2(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_loss: Tensor, _grad_stats: Tensor) -> tuple[Any, ...]:
-        if not ctx.pending:
-            raise RuntimeError(
-                "fused SphereFace2: backward ran twice through one forward pass "
-                "(retain_graph=True); its precomputed gradients were already handed out"
-            )
+        if not ctx.pending:  # the first backward handed the buffers out: recompute them
+            x_hat, weight, bias, positive_index = ctx.saved_tensors
+            result = fused_pass(x_hat, weight, bias, positive_index, ctx.spec, ctx.opts)
+            _keep_gradients(ctx, result, x_hat.dtype, bias.dtype)
         grads = [ctx.grad_x, ctx.grad_weight, ctx.grad_bias]
         # Drop the context's references, so autograd may adopt the buffers as .grad.
         ctx.grad_x = ctx.grad_weight = ctx.grad_bias = None

@@ -223,9 +223,13 @@ def fused_pass(
                 power = q
             elif t == 3.0:
                 torch.mul(q, q, out=power)
-            else:
-                torch.pow(q, t - 1.0, out=power)
-            torch.addcmul(offset, power, q, value=2.0 * r, out=logits)
+            else:  # q^t itself, not q^(t-1) q: for t < 1 that would be inf * 0 at q = 0
+                torch.pow(q, t, out=logits)
+                torch.add(offset, logits, alpha=2.0 * r, out=logits)
+                if full and need_cos_grad:
+                    torch.pow(q, t - 1.0, out=power)
+            if t in (2.0, 3.0):
+                torch.addcmul(offset, power, q, value=2.0 * r, out=logits)
 
         terms = _softplus(logits, out=cos)
         if has_pos:
