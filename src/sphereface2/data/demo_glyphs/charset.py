@@ -20,12 +20,13 @@ Two traps are handled here:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 
 import matplotlib
 import numpy as np
@@ -109,6 +110,9 @@ SCRIPTS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
     ("dingbats", ((0x2700, 0x27BF),)),
 )
 
+#: Glyphs are drawn at this many times the fingerprint size before being fitted to it.
+_DEDUP_SCALE = 3
+
 #: General categories allowed (letters, numbers, symbols, punctuation); marks, spaces
 #: and control characters have no shape of their own.
 _ALLOWED_CATEGORIES = ("L", "N", "S", "P")
@@ -116,11 +120,20 @@ _ALLOWED_CATEGORIES = ("L", "N", "S", "P")
 
 @dataclass(frozen=True)
 class Identity:
-    """A character that became an identity, with the styles that draw it."""
+    """A character that became an identity, with the styles that draw it.
+
+    ``codepoints[i]`` is what to draw in ``styles[i]``: the character itself, except in
+    TeX-encoded fonts.
+    """
 
     char: str
     script: str
     styles: tuple[str, ...]
+    codepoints: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.styles) != len(self.codepoints):
+            raise ValueError(f"{self.codepoint}: one code point per style is needed")
 
     @property
     def codepoint(self) -> str:
@@ -149,16 +162,27 @@ class CharsetOptions:
 
 
 class FontBook:
-    """Opens the fonts lazily and maps characters to the code point that draws them."""
+    """Opens the fonts lazily and maps characters to the code point that draws them.
 
-    def __init__(self, styles: Sequence[Style] = STYLES) -> None:
+    ``charmaps`` may be given (e.g. a subset handed to a worker process) to skip reading
+    the fonts' character maps.
+    """
+
+    def __init__(
+        self,
+        styles: Sequence[Style] = STYLES,
+        charmaps: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
         self.styles = {s.name: s for s in styles}
+        self._charmaps = dict(charmaps) if charmaps is not None else None
         self._fonts: dict[tuple[str, int], ImageFont.FreeTypeFont] = {}
 
-    @cached_property
-    def charmaps(self) -> dict[str, dict[str, int]]:
+    @property
+    def charmaps(self) -> dict[str, Mapping[str, int]]:
         """For each style: character -> code point to draw, only for non-empty glyphs."""
-        return {name: _read_charmap(style) for name, style in self.styles.items()}
+        if self._charmaps is None:
+            self._charmaps = {name: _read_charmap(style) for name, style in self.styles.items()}
+        return self._charmaps
 
     def font(self, style: str, size: int) -> ImageFont.FreeTypeFont:
         """The style's font at ``size`` pixels, with basic layout (no shaping engine)."""
@@ -249,7 +273,8 @@ def candidates(book: FontBook, min_styles: int) -> list[Identity]:
                     continue
                 styles = tuple(name for name in book.styles if char in charmaps[name])
                 if len(styles) >= min_styles:
-                    out.append(Identity(char=char, script=script, styles=styles))
+                    codepoints = tuple(charmaps[name][char] for name in styles)
+                    out.append(Identity(char, script, styles, codepoints))
     return out
 
 
@@ -257,15 +282,20 @@ def fingerprint(mask: np.ndarray, size: int) -> np.ndarray:
     """Fit a glyph mask into ``size`` x ``size`` (aspect kept), blur, zero-mean, unit-norm.
 
     The renderer also scales each glyph to its ink box, so two glyphs that differ only in
-    size or position (``o`` and ``O``) get the same fingerprint, as they should.
+    size or position (``o`` and ``O``) get the same fingerprint, as they should. The fit is
+    centred to the sub-pixel, so the fingerprint of a mirrored glyph is exactly the
+    mirrored fingerprint.
     """
     height, width = mask.shape
-    inner = size - 4
-    scale = inner / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    glyph = Image.fromarray(mask).resize((new_w, new_h), Image.Resampling.BOX)
-    canvas = Image.new("L", (size, size), 0)
-    canvas.paste(glyph, ((size - new_w) // 2, (size - new_h) // 2))
+    side = max(height, width) * size / (size - 4)  # source square mapped onto the output
+    left, top = (width - side) / 2, (height - side) / 2
+    # Crop with integer bounds (PIL pads outside the mask with zeros), then resample the
+    # exact float square inside that crop.
+    x0, y0 = math.floor(left), math.floor(top)
+    x1, y1 = math.ceil(left + side), math.ceil(top + side)
+    padded = Image.fromarray(mask).crop((x0, y0, x1, y1))
+    box = (left - x0, top - y0, left - x0 + side, top - y0 + side)
+    canvas = padded.resize((size, size), Image.Resampling.BOX, box=box)
     canvas = canvas.filter(ImageFilter.GaussianBlur(1.0))
     vec = np.asarray(canvas, dtype=np.float32).ravel()
     vec = vec - vec.mean()
@@ -275,7 +305,7 @@ def fingerprint(mask: np.ndarray, size: int) -> np.ndarray:
 
 def fingerprints(book: FontBook, chars: Iterable[str], size: int) -> np.ndarray:
     """Fingerprints (N, size*size) of ``chars`` in the reference style."""
-    font_size = 4 * size
+    font_size = _DEDUP_SCALE * size
     rows = []
     for char in chars:
         mask = book.glyph_mask(char, REFERENCE_STYLE, font_size)
@@ -296,11 +326,23 @@ def select_identities(options: CharsetOptions, book: FontBook | None = None) -> 
 
     Deterministic for given fonts: no randomness is involved. Glyphs whose ink spans less
     than ``min_extent`` of the em in both directions (dots, commas, accents) are dropped,
-    then each candidate is kept unless it looks like an already kept one.
+    then each candidate is kept unless it looks like an already kept one. Without a
+    ``book`` the result is memoised per ``options`` (the fonts do not change while the
+    process runs), which spares repeated builds the second or so it costs.
     """
-    book = book or FontBook()
+    if book is None:
+        return list(_select_memoised(options))
+    return _select(options, book)
+
+
+@lru_cache(maxsize=4)
+def _select_memoised(options: CharsetOptions) -> tuple[Identity, ...]:
+    return tuple(_select(options, FontBook()))
+
+
+def _select(options: CharsetOptions, book: FontBook) -> list[Identity]:
     pool = candidates(book, options.min_styles)
-    font_size = 4 * options.dedup_size
+    font_size = _DEDUP_SCALE * options.dedup_size
     sized: list[Identity] = []
     prints = []
     for ident in pool:

@@ -9,13 +9,12 @@ pure function of (glyph, style choice, generator state).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .charset import FontBook
+from .charset import FontBook, Identity, draw_glyph
 
 #: Font size (pixels) glyph masks are drawn at before the warp shrinks them.
 GLYPH_FONT_SIZE = 96
@@ -40,16 +39,27 @@ class Nuisance:
     occlusion_size: tuple[float, float] = (0.2, 0.45)
     clutter_p: float = 0.4
     min_contrast: float = 0.3
+    invert_p: float = 0.25
+    saturation: float = 1.0
     texture_p: float = 0.5
     blur_p: float = 0.3
     blur_sigma: tuple[float, float] = (0.3, 0.9)
     noise_sigma: tuple[float, float] = (2.0, 14.0)
 
     def __post_init__(self) -> None:
-        for name in ("bold_p", "thin_p", "occlusion_p", "clutter_p", "texture_p", "blur_p"):
+        for name in (
+            "bold_p",
+            "thin_p",
+            "occlusion_p",
+            "clutter_p",
+            "texture_p",
+            "blur_p",
+            "invert_p",
+            "saturation",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"Nuisance.{name} must be a probability in [0, 1], got {value}")
+                raise ValueError(f"Nuisance.{name} must be in [0, 1], got {value}")
         for name in ("scale", "occlusion_size", "blur_sigma", "noise_sigma"):
             low, high = getattr(self, name)
             if not 0.0 <= low <= high:
@@ -75,13 +85,15 @@ class GlyphCache:
         self.font_size = font_size
         self._masks: dict[tuple[str, str], np.ndarray] = {}
 
-    def mask(self, char: str, style: str) -> np.ndarray:
-        """uint8 ink mask cropped to the ink; errors name the character and style."""
-        key = (char, style)
+    def mask(self, identity: Identity, index: int) -> np.ndarray:
+        """uint8 ink mask of ``identity`` in its ``index``-th style, cropped to the ink."""
+        style = identity.styles[index]
+        key = (identity.char, style)
         if key not in self._masks:
-            mask = self.book.glyph_mask(char, style, self.font_size)
+            font = self.book.font(style, self.font_size)
+            mask = draw_glyph(font, chr(identity.codepoints[index]))
             if mask is None:
-                raise ValueError(f"style {style!r} draws nothing for U+{ord(char):04X}")
+                raise ValueError(f"style {style!r} draws nothing for {identity.codepoint}")
             self._masks[key] = mask
         return self._masks[key]
 
@@ -104,24 +116,23 @@ class Renderer:
         self._x, self._y = xx - size / 2, yy - size / 2
         self._ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
 
-    def render(self, char: str, styles: Sequence[str], rng: np.random.Generator) -> np.ndarray:
-        """One RGB uint8 (size, size, 3) image of ``char`` in a random one of ``styles``."""
+    def render(self, identity: Identity, rng: np.random.Generator) -> np.ndarray:
+        """One RGB uint8 (size, size, 3) image of ``identity`` in a random one of its styles."""
         nuisance = self.nuisance
-        style = styles[int(rng.integers(len(styles)))]
-        alpha = _warp_glyph(self.cache.mask(char, style), 2 * self.size, nuisance, rng)
+        mask = self.cache.mask(identity, int(rng.integers(len(identity.styles))))
+        alpha = _warp_glyph(mask, 2 * self.size, nuisance, rng)
         alpha = _change_stroke(alpha, nuisance, rng)
         cover = np.asarray(alpha.reduce(2), dtype=np.float32)[..., None] / 255.0
-        background = self._background(rng)
-        ink = _ink_colour(background, nuisance, rng)
+        ground, ink = _colours(nuisance, rng)
+        background = self._background(ground, rng)
         image = background * (1.0 - cover) + ink * cover
         image = self._clutter(image, ink, rng)
         image = self._occlude(image, rng)
         return _degrade(image, nuisance, rng)
 
-    def _background(self, rng: np.random.Generator) -> np.ndarray:
-        """Float RGB in [0, 1]: a colour, a linear gradient and optionally a blotchy texture."""
+    def _background(self, base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Float RGB in [0, 1]: ``base``, a linear gradient and optionally a blotchy texture."""
         size = self.size
-        base = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
         theta = rng.uniform(0, 2 * math.pi)
         gradient = math.cos(theta) * self._ramp[None, :] + math.sin(theta) * self._ramp[:, None]
         tint = rng.uniform(-0.35, 0.35, size=3).astype(np.float32)
@@ -213,18 +224,25 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _ink_colour(background: np.ndarray, nuisance: Nuisance, rng: np.random.Generator) -> np.ndarray:
-    """A colour whose luma differs from the background's mean luma by >= min_contrast."""
-    # A sparse grid of pixels estimates the mean colour well enough and costs little.
-    bg_luma = float(_luma(background[::4, ::4].reshape(-1, 3).mean(axis=0)))
-    for _ in range(32):
-        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
-        if abs(float(_luma(colour)) - bg_luma) >= nuisance.min_contrast:
-            return colour
-    # Rare fall-back: move the last draw's luma away from the background.
-    sign = -1.0 if bg_luma > 0.5 else 1.0
-    shift = sign * nuisance.min_contrast - (float(_luma(colour)) - bg_luma)
-    return np.clip(colour + shift, 0.0, 1.0).astype(np.float32)
+def _colours(nuisance: Nuisance, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(background, ink) base colours whose lumas differ by at least ``min_contrast``.
+
+    Dark ink on a lighter ground, or the reverse with probability ``invert_p``; hue and
+    saturation are free. Drawing luma first needs no rejection loop.
+    """
+    gap = nuisance.min_contrast
+    light = rng.uniform(gap, 1.0)
+    dark = rng.uniform(0.0, light - gap)
+    ground, ink = (dark, light) if rng.random() < nuisance.invert_p else (light, dark)
+    return _tint(ground, nuisance, rng), _tint(ink, nuisance, rng)
+
+
+def _tint(luma: float, nuisance: Nuisance, rng: np.random.Generator) -> np.ndarray:
+    """A colour of about the given luma: grey plus a random chroma of random strength."""
+    chroma = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+    chroma -= _luma(chroma)
+    strength = rng.uniform(0.0, nuisance.saturation)
+    return np.clip(luma + strength * chroma, 0.0, 1.0).astype(np.float32)
 
 
 def _degrade(image: np.ndarray, nuisance: Nuisance, rng: np.random.Generator) -> np.ndarray:
