@@ -64,6 +64,7 @@ from sphereface2.evaluate.ijb import (
     template_features,
 )
 from sphereface2.evaluate.model_loading import EmbeddingModel
+from sphereface2.evaluate.report import IdentificationRow
 from sphereface2.evaluate.roc import READ_METHODS, roc_auc, roc_curve, tpr_at_fpr
 from sphereface2.evaluate.runner import Progress, embed_dataset
 
@@ -438,6 +439,29 @@ class IJBEvaluation:
     template_feats: np.ndarray = field(repr=False)
     template_ids: np.ndarray = field(repr=False)
     image_features: np.ndarray = field(repr=False)
+
+    def report_entries(self) -> tuple[dict[str, IJBVerificationResult], list[IdentificationRow]]:
+        """``({name: 1:1 result}, 1:N rows)`` for
+        :func:`sphereface2.evaluate.report.build_report` (its ``ijb`` and ``identification``
+        arguments): the 1:N row has the top-k rates and TPIR at each FPIR, the TPIR convention
+        in the column name."""
+        rows = []
+        result = self.identification
+        if result is not None:
+            rates: dict[str, float] = {f"top-{k}": r for k, r in zip(result.ranks, result.rates)}
+            for t in result.tpir:
+                label = f"{t.fpir:.0e}".replace("e-0", "e-")
+                rates[f"TPIR@FPIR={label} [{t.convention}]"] = t.tpir
+            rows.append(
+                IdentificationRow(
+                    name=f"{self.name} 1:N",
+                    rates=rates,
+                    protocol=result.protocol.removeprefix(f"{self.name} 1:N, "),
+                    detail=f"{result.num_mated} mated / {result.num_nonmated} non-mated "
+                    "probe searches",
+                )
+            )
+        return {self.name: self.verification}, rows
 
     def __str__(self) -> str:
         lines = [

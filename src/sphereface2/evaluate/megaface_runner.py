@@ -47,6 +47,7 @@ from sphereface2.evaluate.identification import (
 )
 from sphereface2.evaluate.megaface_io import feature_path, read_features, write_feature
 from sphereface2.evaluate.model_loading import EmbeddingModel
+from sphereface2.evaluate.report import IdentificationRow
 from sphereface2.evaluate.roc import READ_METHODS
 from sphereface2.evaluate.runner import Progress, embed_dataset
 from sphereface2.evaluate.verification import l2_normalize
@@ -357,6 +358,28 @@ class MegaFaceRun:
     flip: bool
     embed_seconds: float
     metric_seconds: float
+
+    def report_entries(
+        self,
+    ) -> tuple[dict[str, MegaFaceVerificationResult], list[IdentificationRow]]:
+        """``({name: verification result}, identification rows)`` for
+        :func:`sphereface2.evaluate.report.build_report` (its ``ijb`` and ``identification``
+        arguments), one entry per distractor count."""
+        verification: dict[str, MegaFaceVerificationResult] = {}
+        rows: list[IdentificationRow] = []
+        for s in self.sizes:
+            name = f"MegaFace, {s.num_distractors:,} distractors"
+            verification[name] = s.verification
+            ident = s.identification
+            rows.append(
+                IdentificationRow(
+                    name=name,
+                    rates={f"rank-{k}": r for k, r in zip(ident.ranks, ident.rates)},
+                    protocol=ident.protocol,
+                    detail=f"{ident.num_queries} queries, {self.num_probes} probe images",
+                )
+            )
+        return verification, rows
 
     def __str__(self) -> str:
         lines = [

@@ -13,6 +13,8 @@ Every number is printed beside the protocol that produced it (reference.md secti
 Set columns follow the paper's tables: LFW, AgeDB-30, CALFW, CPLFW, then any other set in
 the order given, then Combined. IJB-style results are given as ``{far: tar}`` with the
 method that read them (``nearest`` or ``interpolated``); they get a table of their own.
+Identification results (IJB 1:N, MegaFace rank-1) are :class:`IdentificationRow` s: named
+rates with their protocol, one table per set of columns.
 """
 
 from __future__ import annotations
@@ -120,6 +122,35 @@ def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
     return [TarAtFar(name, _check_rates(name, tars), method, protocol)]
 
 
+@dataclass(frozen=True)
+class IdentificationRow:
+    """Identification rates on one benchmark (IJB 1:N, MegaFace with n distractors, ...).
+
+    Attributes:
+        name: the benchmark (table row).
+        rates: ``{column: rate}`` in table order, rates as fractions in [0, 1] (NaN: undefined),
+            e.g. ``{"top-1": 0.9, "TPIR@FPIR=1e-2 [nonmated-max]": 0.8}``.
+        protocol: what was measured and how (the convention, the galleries).
+        detail: counts worth showing (probes, distractors).
+    """
+
+    name: str
+    rates: Mapping[str, float]
+    protocol: str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.rates:
+            raise ValueError(f"identification result {self.name!r}: no rates")
+        for column, rate in self.rates.items():
+            rate = float(rate)
+            if not (0.0 <= rate <= 1.0 or math.isnan(rate)):
+                raise ValueError(
+                    f"identification result {self.name!r}: {column} = {rate!r} is not a rate "
+                    "in [0, 1]"
+                )
+
+
 @dataclass
 class EvaluationReport:
     """Everything a report shows.
@@ -129,6 +160,7 @@ class EvaluationReport:
         model_description: what was loaded and from where.
         verification: the pair-set results, if any.
         ijb: IJB-style TAR@FAR rows (one per benchmark and read method).
+        identification: identification rows (IJB 1:N, MegaFace).
         settings: anything else worth recording (device, batch size, command line, ...).
         created: ISO time of the evaluation.
     """
@@ -138,6 +170,7 @@ class EvaluationReport:
     verification: VerificationRun | None = None
     ijb: list[TarAtFar] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    identification: list[IdentificationRow] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
@@ -147,17 +180,21 @@ def build_report(
     verification: VerificationRun | None = None,
     ijb: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
+    identification: Sequence[IdentificationRow] | None = None,
 ) -> EvaluationReport:
     """An :class:`EvaluationReport`; ``ijb`` maps benchmark names to results in any form
-    :func:`as_tar_at_far` accepts."""
-    if verification is None and not ijb:
-        raise ValueError("a report needs verification results or IJB results")
+    :func:`as_tar_at_far` accepts; ``identification`` lists identification rows."""
+    if verification is None and not ijb and not identification:
+        raise ValueError(
+            "a report needs verification results or IJB results (or identification results)"
+        )
     return EvaluationReport(
         model=model,
         model_description=model_description,
         verification=verification,
         ijb=[row for name, value in (ijb or {}).items() for row in as_tar_at_far(name, value)],
         settings=dict(settings or {}),
+        identification=list(identification or []),
     )
 
 
@@ -234,6 +271,23 @@ def ijb_rows(ijb: Sequence[TarAtFar]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def identification_tables(
+    rows: Sequence[IdentificationRow],
+) -> list[tuple[list[str], list[list[str]]]]:
+    """``(header, rows)`` per run of consecutive rows with the same columns (IJB 1:N rows and
+    MegaFace rows get tables of their own); values are percentages."""
+    tables: list[tuple[list[str], list[list[str]]]] = []
+    columns: tuple[str, ...] | None = None
+    for r in rows:
+        keys = tuple(r.rates)
+        if keys != columns:
+            columns = keys
+            tables.append((["benchmark [protocol]", *(f"{k} (%)" for k in keys), "detail"], []))
+        cells = [_pct(float(r.rates[k])) for k in keys]
+        tables[-1][1].append([f"{r.name} [{r.protocol}]", *cells, r.detail])
+    return tables
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
@@ -266,6 +320,9 @@ def format_text_table(report: EvaluationReport) -> str:
     if report.ijb:
         parts.append("TAR (%) at FAR:")
         parts.append(_text_table(*ijb_rows(report.ijb)))
+    if report.identification:
+        parts.append("identification:")
+        parts += [_text_table(*t) for t in identification_tables(report.identification)]
     return "\n".join(parts)
 
 
@@ -327,6 +384,10 @@ def markdown_report(report: EvaluationReport, roc_image: str | None = "roc.png")
             lines += ["", f"![ROC of the cosine scores, log-scale FPR]({roc_image})"]
     if report.ijb:
         lines += ["", "## TAR at FAR", "", _markdown_table(*ijb_rows(report.ijb))]
+    if report.identification:
+        lines += ["", "## Identification"]
+        for table in identification_tables(report.identification):
+            lines += ["", _markdown_table(*table)]
     return "\n".join(lines) + "\n"
 
 
@@ -433,6 +494,16 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
                 "tar_at_far": _finite({repr(far): tar for far, tar in r.tar_at_far.items()}),
             }
             for r in report.ijb
+        ]
+    if report.identification:
+        out["identification"] = [
+            {
+                "name": r.name,
+                "protocol": r.protocol,
+                "detail": r.detail,
+                "rates": _finite({k: float(v) for k, v in r.rates.items()}),
+            }
+            for r in report.identification
         ]
     return out
 
