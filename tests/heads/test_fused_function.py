@@ -168,8 +168,11 @@ def test_bad_arguments_are_named():
 
 
 def test_prefer_fused():
-    assert prefer_fused("fused", 1, 2) and not prefer_fused("plain", 10**4, 10**6)
-    assert prefer_fused("auto", 256, AUTO_MIN_ENTRIES // 256)
-    assert not prefer_fused("auto", 256, AUTO_MIN_ENTRIES // 256 - 1)
+    small, large = torch.zeros(256, 2), torch.zeros(256, 2)
+    assert prefer_fused("fused", small, 2) and not prefer_fused("plain", large, 10**6)
+    assert prefer_fused("auto", large, AUTO_MIN_ENTRIES // 256)
+    assert not prefer_fused("auto", small, AUTO_MIN_ENTRIES // 256 - 1)
+    assert not prefer_fused("auto", "not a tensor", 10**6)
+    assert not prefer_fused("auto", torch.zeros(10**6), 10**6)
     with pytest.raises(ValueError, match="implementation must be one of 'auto', 'plain', 'fused'"):
-        prefer_fused("fast", 1, 2)
+        prefer_fused("fast", small, 2)

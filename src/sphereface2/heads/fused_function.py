@@ -39,7 +39,12 @@ from sphereface2.heads.validation import GRADIENT_MODES, check_batch, check_choi
 
 IMPLEMENTATIONS = ("auto", "plain", "fused")
 AUTO_MIN_ENTRIES = 2**18
-"""``implementation="auto"`` uses the fused pass once batch x classes reaches this many entries."""
+"""``implementation="auto"`` uses the fused pass from this many batch x classes entries on.
+
+Measured on a 2-core AVX-512 CPU: below about 2^18 entries (B = 256 with K = 1024, or B = 32
+with K = 8192) the plain head is as fast or faster; above, the fused one wins and the gap
+grows with K.
+"""
 
 
 def _keep_gradients(
@@ -220,11 +225,18 @@ def fused_sphereface2_loss(
     )
 
 
-def prefer_fused(implementation: str, batch: int, num_classes: int) -> bool:
-    """Whether a SphereFace2 head with this ``implementation`` setting takes the fused path."""
+def prefer_fused(implementation: str, embeddings: object, num_classes: int) -> bool:
+    """Whether a SphereFace2 head with this ``implementation`` setting takes the fused path.
+
+    "plain" never, "fused" always, "auto" when batch x classes reaches
+    :data:`AUTO_MIN_ENTRIES`. Anything but a 2-D tensor goes to the plain path under "auto",
+    whose checks then name the problem.
+    """
     check_choice("sphereface2", "implementation", implementation, IMPLEMENTATIONS)
     if implementation == "auto":
-        return batch * num_classes >= AUTO_MIN_ENTRIES
+        if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
+            return False
+        return embeddings.shape[0] * num_classes >= AUTO_MIN_ENTRIES
     return implementation == "fused"
 
 
