@@ -146,6 +146,58 @@ class _Workspace:
         return [buf[: self.batch * n].view(self.batch, n) for buf in self.flat]
 
 
+class _NegativeLogits:
+    """N = r (g(cos) + m_neg) + b for a whole chunk, and q^(t-1) for its slope.
+
+    With q = (cos + 1) / 2, g = 2 q^t - 1, so N = 2 r q^t + offset; for t = 3 the powers are
+    two multiplications. dN/dcos = r t q^(t-1) inside [-1, 1] and 0 beyond, where g clamps.
+    """
+
+    def __init__(self, spec: LossSpec, bias: Tensor, *, want_slope: bool) -> None:
+        self.r, self.t = spec.r, spec.t
+        margin = spec.m if spec.margin_type == "C" else 0.0
+        self.offset = spec.r * (margin - 1.0) + bias
+        self.half = torch.tensor(0.5, dtype=bias.dtype, device=bias.device)
+        self.want_slope = want_slope  # the full gradient needs q^(t-1) and the range mask
+        # Elsewhere than on CPU clamp every chunk: a host sync per chunk would cost more.
+        self.check_range = bias.device.type == "cpu"
+
+    def __call__(
+        self, cos: Tensor, q: Tensor, power: Tensor, logits: Tensor
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Fill ``logits``; return q^(t-1) (None when 1 or not wanted) and the range mask.
+
+        The mask is None when every cosine lies in [-1, 1] (no clamp needed).
+        """
+        r, t = self.r, self.t
+        torch.add(self.half, cos, alpha=0.5, out=q)
+        outside = True
+        if self.check_range:
+            low, high = torch.aminmax(cos)
+            outside = low.item() < -1.0 or high.item() > 1.0
+        inside = None
+        if outside:
+            if self.want_slope:
+                inside = (cos >= -1.0) & (cos <= 1.0)
+            q.clamp_(0.0, 1.0)
+        if t == 1.0:
+            torch.add(self.offset, q, alpha=2.0 * r, out=logits)
+            return None, inside
+        if t in (2.0, 3.0):
+            if t == 2.0:
+                power = q
+            else:
+                torch.mul(q, q, out=power)
+            torch.addcmul(self.offset, power, q, value=2.0 * r, out=logits)
+            return (power if self.want_slope else None), inside
+        # q^t itself, not q^(t-1) q: for t < 1 that would be inf * 0 at q = 0.
+        torch.pow(q, t, out=logits)
+        torch.add(self.offset, logits, alpha=2.0 * r, out=logits)
+        if not self.want_slope:
+            return None, inside
+        return torch.pow(q, t - 1.0, out=power), inside
+
+
 def fused_pass(
     x: Tensor,
     weight: Tensor,
@@ -168,17 +220,15 @@ def fused_pass(
     direct = mmdt == wdt == weight.dtype  # products can write into the work buffers
     x_w, x_mm = x.to(wdt), x.to(mmdt)
     b = bias.detach().to(device=device, dtype=wdt)
-    r, t, full = spec.r, spec.t, spec.gradient == "full"
+    full = spec.gradient == "full"
     need_cos_grad = opts.need_grad_x or opts.need_grad_weight or opts.need_grad_bias
 
     positives = _Positives(x_w, weight, b, positive_index, spec, opts)
-    margin = spec.m if spec.margin_type == "C" else 0.0
-    offset = r * (margin - 1.0) + b  # N = 2r q^t + offset, q = (cos + 1) / 2
-    half = torch.tensor(0.5, dtype=wdt, device=device)
-    slope_const = r * t if full else r  # dN/dcos = slope_const * q^(t-1) (full) or r
-    neg_factor = opts.scale * (1.0 - spec.lam) / r
+    negative_logits = _NegativeLogits(spec, b, want_slope=full and need_cos_grad)
+    # dL/dN = scale (1 - lam) / r sigmoid(N); dN/dcos = r t q^(t-1) (full) or r (detached).
+    slope_const = spec.r * spec.t if full else spec.r
+    neg_factor = opts.scale * (1.0 - spec.lam) / spec.r
     sigmoid_factor = torch.tensor(neg_factor * slope_const, dtype=wdt, device=device)
-    check_range = device.type == "cpu"  # elsewhere always clamp: a sync per chunk costs more
 
     chunk = opts.chunk_size
     work = _Workspace(batch, min(chunk, num_classes), wdt, device)
@@ -205,34 +255,9 @@ def fused_pass(
             if has_pos:
                 cos_sum -= cos[rows, cols].sum()
 
-        torch.add(half, cos, alpha=0.5, out=q)
-        outside = True
-        if check_range:
-            low, high = torch.aminmax(cos)
-            outside = low.item() < -1.0 or high.item() > 1.0
-        inside = None
-        if outside:  # g clamps the cosine to [-1, 1]; its gradient is 0 beyond
-            if full and need_cos_grad:
-                inside = (cos >= -1.0) & (cos <= 1.0)
-            q.clamp_(0.0, 1.0)
-        if t == 1.0:
-            power = None
-            torch.add(offset, q, alpha=2.0 * r, out=logits)
-        else:
-            if t == 2.0:
-                power = q
-            elif t == 3.0:
-                torch.mul(q, q, out=power)
-            else:  # q^t itself, not q^(t-1) q: for t < 1 that would be inf * 0 at q = 0
-                torch.pow(q, t, out=logits)
-                torch.add(offset, logits, alpha=2.0 * r, out=logits)
-                if full and need_cos_grad:
-                    torch.pow(q, t - 1.0, out=power)
-            if t in (2.0, 3.0):
-                torch.addcmul(offset, power, q, value=2.0 * r, out=logits)
-
-        terms = _softplus(logits, out=cos)
-        if has_pos:
+        power, inside = negative_logits(cos, q, power, logits)
+        terms = _softplus(logits, out=cos)  # cos is not needed any more
+        if has_pos:  # these entries are positives: their terms come from `positives`
             terms[rows, cols] = 0.0
         softplus_sum += terms.sum()
         if not need_cos_grad:
@@ -242,7 +267,7 @@ def fused_pass(
             dcos[rows, cols] = 0.0
         if opts.need_grad_bias:
             sigmoid_sum += dcos.sum()
-        if full and power is not None:
+        if power is not None:
             dcos.mul_(power)
         if inside is not None:
             dcos.masked_fill_(~inside, 0.0)
@@ -260,7 +285,7 @@ def fused_pass(
             if grad_w is not None:
                 grad_w[start:stop].copy_(torch.mm(dcos_mm.t(), x_mm))
 
-    lam = spec.lam
+    lam, r = spec.lam, spec.r
     loss = opts.scale * ((1.0 - lam) / r * softplus_sum + lam / r * positives.loss)
     grad_b = None
     if opts.need_grad_bias:
