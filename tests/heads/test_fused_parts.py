@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sphereface2.heads.fused_kernel import LossSpec, _NegativeLogits
 from sphereface2.heads.memory_budget import (
     MIN_CHUNK,
     WORK_BUFFERS,
@@ -97,3 +98,26 @@ def test_explicit_chunk_size_and_errors():
         choose_chunk_size(50, 256, embedding_dim=8, budget_bytes=0)
     with pytest.raises(ValueError, match="need num_classes >= 1 and batch >= 1, got 0 and 3"):
         choose_chunk_size(0, 3, embedding_dim=8)
+
+
+@pytest.mark.parametrize("t", [3.0, 2.0, 1.0, 2.5])
+def test_the_always_clamp_path_of_other_devices_matches_the_checked_cpu_path(t):
+    """Off the CPU every chunk is clamped and masked; the result must be the same."""
+    spec = LossSpec("C", 0.7, 40.0, 0.4, t, "full")
+    bias = torch.tensor(-1.0, dtype=torch.float64)
+    for cos in (
+        torch.tensor([[0.3, -1.0 - 1e-7, 1.0], [1.0 + 2e-7, 0.0, -0.5]], dtype=torch.float64),
+        torch.tensor([[0.3, -0.2, 1.0], [-1.0, 0.0, -0.5]], dtype=torch.float64),
+    ):
+        results = []
+        for check_range in (True, False):
+            logits_of = _NegativeLogits(spec, bias, want_slope=True)
+            logits_of.check_range = check_range
+            q, power, logits = (torch.empty_like(cos) for _ in range(3))
+            power_out, inside = logits_of(cos, q, power, logits)
+            inside = torch.ones_like(cos, dtype=torch.bool) if inside is None else inside
+            results.append((logits.clone(), power_out, inside))
+        (l1, p1, m1), (l2, p2, m2) = results
+        assert torch.equal(l1, l2) and torch.equal(m1, m2)
+        assert (p1 is None and p2 is None) or torch.equal(p1, p2)
+        assert torch.equal(m1, (cos >= -1) & (cos <= 1))
