@@ -1,1 +1,62 @@
-"""evaluate."""
+"""Evaluation: metrics on embedding arrays, and a thin layer that runs models over sets.
+
+Metrics (``roc``, ``verification``, ``ijb``, ``identification``) take embeddings and
+metadata, never models, so they work on features from any source. ``runner``,
+``ijb_runner`` and ``megaface_runner`` embed datasets with a model; ``report`` writes
+Markdown, JSON and ROC plots with the protocol named beside every number.
+"""
+
+from sphereface2.evaluate.identification import (
+    megaface_evaluate,
+    megaface_identification,
+    megaface_verification,
+)
+from sphereface2.evaluate.ijb import (
+    IJBFormatError,
+    ijb_1n,
+    ijb_1n_over_galleries,
+    ijb_11,
+    merge_galleries,
+    read_ijb_meta,
+    score_template_pairs,
+    tar_at_far,
+    template_features,
+)
+from sphereface2.evaluate.megaface_io import read_feature, read_features, write_feature
+from sphereface2.evaluate.roc import equal_error_rate, roc_auc, roc_curve, tpr_at_fpr
+from sphereface2.evaluate.verification import (
+    best_threshold_accuracy,
+    combined_verification,
+    cosine_scores,
+    evaluate_pairs,
+    fuse_flip,
+    kfold_accuracy,
+)
+
+__all__ = [
+    "IJBFormatError",
+    "best_threshold_accuracy",
+    "combined_verification",
+    "cosine_scores",
+    "equal_error_rate",
+    "evaluate_pairs",
+    "fuse_flip",
+    "ijb_11",
+    "ijb_1n",
+    "ijb_1n_over_galleries",
+    "kfold_accuracy",
+    "megaface_evaluate",
+    "megaface_identification",
+    "megaface_verification",
+    "merge_galleries",
+    "read_feature",
+    "read_features",
+    "read_ijb_meta",
+    "roc_auc",
+    "roc_curve",
+    "score_template_pairs",
+    "tar_at_far",
+    "template_features",
+    "tpr_at_fpr",
+    "write_feature",
+]
