@@ -9,6 +9,7 @@ from sphereface2.heads import (
     HEADS,
     ArcFaceHead,
     CosFaceHead,
+    FusedSphereFace2Head,
     NormFaceHead,
     SoftmaxHead,
     SphereFace2Head,
@@ -24,6 +25,7 @@ EXPECTED = {
     "arcface": ArcFaceHead,
     "sphereface": SphereFaceHead,
     "sphereface2": SphereFace2Head,
+    "sphereface2_fused": FusedSphereFace2Head,
 }
 
 

@@ -4,6 +4,8 @@ Every head has the call signature ``head(embeddings, labels, *, return_stats=Fal
 is built by name with :func:`build_head`. Importing this package registers them all.
 """
 
+from sphereface2.heads.fused_function import fused_sphereface2_loss, fused_sphereface2_loss_sum
+from sphereface2.heads.fused_sphereface2 import FusedSphereFace2Head
 from sphereface2.heads.margin_softmax import (
     ArcFaceHead,
     CosFaceHead,
@@ -19,11 +21,14 @@ __all__ = [
     "HEADS",
     "ArcFaceHead",
     "CosFaceHead",
+    "FusedSphereFace2Head",
     "MarginSoftmaxHead",
     "NormFaceHead",
     "SoftmaxHead",
     "SphereFace2Head",
     "SphereFaceHead",
     "build_head",
+    "fused_sphereface2_loss",
+    "fused_sphereface2_loss_sum",
     "sphereface2_loss",
 ]

@@ -45,7 +45,17 @@ class FusedSphereFace2Head(SphereFace2Head):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__(
-            num_classes, embedding_dim, margin_type, lam, r, m, t, lw, gradient, validate=validate
+            num_classes,
+            embedding_dim,
+            margin_type,
+            lam,
+            r,
+            m,
+            t,
+            lw,
+            gradient,
+            validate=validate,
+            implementation="fused",
         )
         if chunk_size is not None and (
             isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1

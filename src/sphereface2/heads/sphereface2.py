@@ -7,6 +7,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
+from sphereface2.heads.fused_function import IMPLEMENTATIONS, fused_head_forward, prefer_fused
 from sphereface2.heads.registry import HEADS
 from sphereface2.heads.sphereface2_math import MARGIN_TYPES, bias_init, chunk_loss
 from sphereface2.heads.validation import GRADIENT_MODES, check_choice, check_number
@@ -59,6 +60,12 @@ class SphereFace2Head(ProxyHead):
             whose shifted angle reaches pi are clamped there and receive no positive-term
             gradient; "detached" keeps pulling them.
         validate: check label ranges and finiteness on every call (a host sync on GPU).
+        implementation: "plain" computes the (B, K) cosines and logits with autograd;
+            "fused" computes loss and gradients class-chunk by class-chunk without any
+            (B, K) buffer (:mod:`sphereface2.heads.fused_function`; same values, much less
+            memory, faster for large K); "auto" (default) picks fused when B * K >= 2**18
+            and gradients are needed. The fused path does not support double backward.
+        chunk_size: classes per chunk on the fused path (None: from a memory budget).
 
     The bias starts at the closed-form minimiser of the loss for features orthogonal to
     every proxy (:func:`~sphereface2.heads.sphereface2_math.bias_init`).
@@ -79,8 +86,12 @@ class SphereFace2Head(ProxyHead):
         gradient: str = "full",
         *,
         validate: bool = True,
+        implementation: str = "auto",
+        chunk_size: int | None = None,
     ) -> None:
         name = self.head_name
+        self.implementation = check_choice(name, "implementation", implementation, IMPLEMENTATIONS)
+        self.chunk_size = chunk_size
         self.margin_type = check_choice(name, "margin_type", margin_type, MARGIN_TYPES)
         self.gradient = check_choice(name, "gradient", gradient, GRADIENT_MODES)
         self.lam = check_number(name, "lam", lam, low=0.0, high=1.0)
@@ -100,6 +111,10 @@ class SphereFace2Head(ProxyHead):
         Stats (detached 0-dim tensors): "pos_cos", "neg_cos" (mean cosine to the own and to
         the other proxies) and "bias".
         """
+        if prefer_fused(self.implementation, embeddings, self.num_classes):
+            return fused_head_forward(
+                self, embeddings, labels, return_stats=return_stats, chunk_size=self.chunk_size
+            )
         cos = self.compute_cosines(embeddings, labels)
         per_sample = chunk_loss(
             cos,
