@@ -13,7 +13,7 @@ import sys
 from sphereface2 import __version__
 
 # Families in the order they appear in --help; each module adds its own sub-commands.
-_COMMAND_MODULES = ("data", "train", "evaluate", "export")
+_COMMAND_MODULES = ("demo", "data", "train", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
