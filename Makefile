@@ -16,12 +16,21 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job on the built-in data: build the glyph set, train configs/demo.yaml on the
+# CPU, evaluate on unseen identities. PASSIVE stops idle OpenMP threads spinning on small CPUs.
+demo: install
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/sphereface2 demo
+
 test: install
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: install
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/head_speed.py
+	$(PY) benchmarks/data_loader.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info
