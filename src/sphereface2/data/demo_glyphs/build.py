@@ -49,13 +49,21 @@ FILES = {
 
 @dataclass(frozen=True)
 class DemoParams:
-    """Everything that determines the dataset's bytes (``workers`` does not)."""
+    """Everything that determines the dataset's bytes (``workers`` does not).
+
+    Default sizes: 200 training identities x 96 samples rather than many identities with
+    few samples, because in a few CPU minutes each class proxy must see enough positives
+    for training to take off; 300 test identities x 10 samples give 6,000 distinct pairs
+    in 10 identity-disjoint folds of 30 identities. 32x32 images: the backbones need a
+    multiple of 16 and 32 keeps a width-0.25 SFNet-20 at a few iterations per second on
+    two cores.
+    """
 
     seed: int = 0
     image_size: int = 32
-    train_identities: int = 800
+    train_identities: int = 200
     test_identities: int = 300
-    samples_per_identity: int = 32
+    samples_per_identity: int = 96
     test_samples_per_identity: int = 10
     num_pairs: int = 6000
     jpeg_quality: int = 95
