@@ -53,7 +53,6 @@ def test_build_writes_every_file_and_counts(small):
     assert meta["styles"][0] == "dejavusans"
 
 
-@pytest.mark.slow
 def test_same_seed_gives_the_same_bytes_whatever_the_workers(small, tmp_path):
     again = build_demo_dataset(tmp_path / "again", seed=3, workers=2, **SMALL)
     assert _file_bytes(again.root) == _file_bytes(small.root)
