@@ -161,3 +161,19 @@ def test_impossible_parameters_name_the_parameter(tmp_path, change, name):
 def test_unknown_parameter_is_named(tmp_path):
     with pytest.raises(TypeError, match="sample_per_identity"):
         build_demo_dataset(tmp_path / "bad", sample_per_identity=3)
+
+
+def test_nuisance_and_charset_options_accept_plain_mappings(small, tmp_path):
+    from sphereface2.data.demo_glyphs import DemoParams, Nuisance
+
+    as_object = DemoParams(nuisance=Nuisance(rotation_deg=5.0, scale=(0.7, 0.9)))
+    as_mapping = DemoParams(nuisance={"rotation_deg": 5.0, "scale": [0.7, 0.9]})
+    assert as_mapping == as_object
+    assert DemoParams(charset={"min_styles": 5}).charset == CharsetOptions(min_styles=5)
+    # The folder built with default objects is reused when the same values come as mappings.
+    same = ensure_demo_dataset(
+        small.root, seed=3, workers=1, nuisance=Nuisance().to_dict(), **SMALL
+    )
+    assert not same.built
+    with pytest.raises(TypeError, match="rotation"):
+        DemoParams(nuisance={"rotation": 5.0})

@@ -17,8 +17,8 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,12 @@ class DemoParams:
     charset: CharsetOptions = field(default_factory=CharsetOptions)
 
     def __post_init__(self) -> None:
+        # Plain mappings (from YAML or JSON) become the option objects; unknown keys fail
+        # there with the key's name.
+        if isinstance(self.nuisance, Mapping):
+            object.__setattr__(self, "nuisance", _from_mapping(Nuisance, self.nuisance))
+        if isinstance(self.charset, Mapping):
+            object.__setattr__(self, "charset", _from_mapping(CharsetOptions, self.charset))
         if self.image_size < 16 or self.image_size % 16:
             raise ValueError(
                 f"image_size must be a positive multiple of 16 (the backbones' final map is "
@@ -90,6 +96,17 @@ class DemoParams:
         out["charset"] = asdict(self.charset)
         out["generator_version"] = GENERATOR_VERSION
         return out
+
+
+def _from_mapping(kind: type, values: Mapping[str, Any]) -> Any:
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown {kind.__name__} option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(known))}"
+        )
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
