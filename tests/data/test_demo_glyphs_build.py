@@ -136,8 +136,10 @@ def test_ensure_rebuilds_only_when_needed(small, tmp_path):
     first.test_bin.unlink()
     assert ensure_demo_dataset(root, seed=3, workers=1, **SMALL).built
     changed = dict(SMALL, samples_per_identity=5)
-    rebuilt = ensure_demo_dataset(root, seed=3, workers=1, **changed)
+    lines: list[str] = []
+    rebuilt = ensure_demo_dataset(root, seed=3, workers=1, log=lines.append, **changed)
     assert rebuilt.built and rebuilt.num_train_images == 60
+    assert "parameters differ" in lines[0] and "written" in lines[-1]
     # An unreadable meta.json is an unfinished build.
     rebuilt.meta_json.write_text("{", encoding="utf-8")
     assert ensure_demo_dataset(root, seed=3, workers=1, **changed).built

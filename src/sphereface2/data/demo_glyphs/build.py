@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 import PIL
+import PIL.features
 
 from sphereface2.data.bin_format import write_bin
 from sphereface2.data.packing import write_recordio
@@ -211,6 +212,7 @@ def build_demo_dataset(
     seed: int = 0,
     *,
     workers: int | None = None,
+    log: Callable[[str], None] | None = None,
     **params: Any,
 ) -> DemoDatasetInfo:
     """Render the demo dataset into ``out_dir`` (created if needed), replacing a previous one.
@@ -219,8 +221,10 @@ def build_demo_dataset(
     ``train_identities``, ``test_identities``, ``samples_per_identity``,
     ``test_samples_per_identity``, ``num_pairs``, ``jpeg_quality``, ``nuisance``,
     ``charset``). The same parameters give the same bytes whatever ``workers`` is.
+    ``log`` receives a line per stage.
     """
     config = _make_params(seed, params)
+    say = log or (lambda _line: None)
     workers = _default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -231,6 +235,7 @@ def build_demo_dataset(
     paths["meta"].unlink(missing_ok=True)  # the folder is unfinished until meta.json returns
 
     train, test = split_identities(config, select_identities(config.charset))
+    say(f"demo dataset: {len(train)} training and {len(test)} test identities -> {root}")
     common = {
         "seed": config.seed,
         "size": config.image_size,
@@ -239,23 +244,31 @@ def build_demo_dataset(
         "workers": workers,
     }
     per_train = config.samples_per_identity
+    say(f"rendering {len(train) * per_train} training images ({workers} worker(s))")
     train_jpegs = render_split_jpeg(train, per_train, split="train", **common)
     labels = np.repeat(np.arange(len(train)), per_train)
     write_recordio(root / "train", zip(train_jpegs, labels.tolist()), quality=config.jpeg_quality)
     del train_jpegs
 
     per_test = config.test_samples_per_identity
+    say(f"rendering {len(test) * per_test} test images, {config.num_pairs} pairs")
     test_jpegs = render_split_jpeg(test, per_test, split="test", **common)
     pairs = make_pairs(len(test), per_test, config.num_pairs, np.random.default_rng([seed, 3]))
     images = [test_jpegs[i] for pair in zip(pairs.left, pairs.right) for i in pair]
     write_bin(paths["test_bin"], images, pairs.issame.tolist(), variant="numpy")
     _write_pairs_text(paths["test_pairs"], pairs, test, per_test)
 
+    in_use = {name for ident in (*train, *test) for name in ident.styles}
+    used = [s for s in STYLES if s.name in in_use]
     meta = {
         "generator": "sphereface2.data.demo_glyphs",
         "generator_version": GENERATOR_VERSION,
         "params": config.to_dict(),
-        "environment": {"matplotlib": matplotlib.__version__, "pillow": PIL.__version__},
+        "environment": {
+            "matplotlib": matplotlib.__version__,
+            "pillow": PIL.__version__,
+            "freetype": PIL.features.version("freetype2"),
+        },
         "counts": {
             "train_identities": len(train),
             "train_images": len(train) * per_train,
@@ -266,15 +279,17 @@ def build_demo_dataset(
             "folds": NUM_FOLDS,
         },
         "files": dict(FILES),
-        "styles": [s.name for s in STYLES],
-        "style_files": {s.name: s.filename for s in STYLES},
+        "styles": [s.name for s in used],
+        "style_files": {s.name: s.filename for s in used},
         "train": _split_meta(train),
         "test": _split_meta(test),
     }
     tmp = paths["meta"].with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, paths["meta"])
-    return _info(root, meta, built=True, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    say(f"demo dataset written in {seconds:.1f} s")
+    return _info(root, meta, built=True, seconds=seconds)
 
 
 def _make_params(seed: int, params: dict[str, Any]) -> DemoParams:
@@ -283,7 +298,7 @@ def _make_params(seed: int, params: dict[str, Any]) -> DemoParams:
     if unknown:
         raise TypeError(
             f"unknown demo dataset parameter(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(known))}, workers"
+            f"valid: {', '.join(sorted(known))}, workers, log"
         )
     return DemoParams(seed=seed, **params)
 
@@ -304,6 +319,7 @@ def ensure_demo_dataset(
     seed: int = 0,
     *,
     workers: int | None = None,
+    log: Callable[[str], None] | None = None,
     **params: Any,
 ) -> DemoDatasetInfo:
     """Return the demo dataset in ``out_dir``, building it only when needed.
@@ -317,4 +333,14 @@ def ensure_demo_dataset(
     files_present = all(p.is_file() for p in _paths(root).values())
     if meta is not None and files_present and meta.get("params") == config.to_dict():
         return _info(root, meta, built=False, seconds=0.0)
-    return build_demo_dataset(root, seed, workers=workers, **params)
+    if log is not None:
+        log(f"{root}: no up-to-date demo dataset ({_stale_reason(meta, files_present)}); building")
+    return build_demo_dataset(root, seed, workers=workers, log=log, **params)
+
+
+def _stale_reason(meta: dict[str, Any] | None, files_present: bool) -> str:
+    if meta is None:
+        return "meta.json missing or unreadable"
+    if not files_present:
+        return "a data file is missing"
+    return "parameters differ"

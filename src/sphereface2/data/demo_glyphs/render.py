@@ -1,9 +1,10 @@
 """Draw one sample: a glyph in a font style under random geometric and photometric nuisance.
 
-The glyph is composed on a canvas twice the output size and box-filtered down, which
-anti-aliases the affine warp, the stroke change and the occluder edges in one step.
-Randomness comes only from the ``numpy.random.Generator`` passed in, so a sample is a
-pure function of (glyph, style choice, generator state).
+Order: pick a style, warp the glyph (rotation, scale, aspect, shear, shift) onto a canvas
+twice the output size, thicken or thin its strokes, box-filter it down; colour it over a
+gradient (and maybe textured) background, add a stray stroke and an occluding block,
+then blur and noise. Randomness comes only from the ``numpy.random.Generator`` passed
+in, so a sample is a pure function of (identity, generator state).
 """
 
 from __future__ import annotations
