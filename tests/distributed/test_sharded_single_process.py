@@ -237,3 +237,31 @@ def test_a_head_built_before_the_process_group_is_refused(monkeypatch) -> None:
     monkeypatch.setattr("sphereface2.heads.sharded_base.get_world_size", lambda group=None: 2)
     with pytest.raises(RuntimeError, match="built for a world of 1 but the process group now"):
         head(torch.randn(2, D), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("margin_type", ["C", "A", "M"])
+def test_sharded_sphereface2_fused_and_plain_implementations_agree(margin_type) -> None:
+    x = torch.randn(6, D, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 4, 6])
+    out = {}
+    for implementation in ("plain", "fused"):
+        head = build_sharded_head(
+            "sphereface2", K, D, margin_type=margin_type, implementation=implementation
+        ).double()
+        loss = head(x, y)
+        grads = torch.autograd.grad(loss, [x, head.weight, head.bias])
+        out[implementation] = (loss, *grads)
+    for plain, fused in zip(out["plain"], out["fused"]):
+        torch.testing.assert_close(fused, plain, rtol=1e-10, atol=1e-12)
+
+
+def test_sharded_sphereface2_auto_takes_the_fused_path_for_large_batches(monkeypatch) -> None:
+    head = build_sharded_head("sphereface2", K, D)  # implementation="auto"
+    taken = []
+    real = head._fused_partial
+    monkeypatch.setattr(head, "_fused_partial", lambda *a: taken.append(1) or real(*a))
+    head(torch.randn(4, D), torch.tensor([0, 1, 2, 3]))
+    assert not taken  # 4 x 7 entries: the plain path
+    monkeypatch.setattr("sphereface2.heads.fused_function.AUTO_MIN_ENTRIES", 28)
+    head(torch.randn(4, D), torch.tensor([0, 1, 2, 3]))
+    assert taken == [1]

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from sphereface2.distributed.collectives import global_sum
 from sphereface2.heads.base import NORM_EPS, cosines, renormalise_
+from sphereface2.heads.fused_function import prefer_fused
 from sphereface2.heads.sharded_base import ShardedHead, cosine_sums, meta_template
 from sphereface2.heads.sphereface2 import SphereFace2Head
 from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
@@ -31,8 +32,9 @@ class ShardedSphereFace2Head(ShardedHead):
     lw / global batch; the sum of these partial losses over ranks is the plain head's loss.
     The per-class terms come from the plain head's maths:
     :func:`~sphereface2.heads.sphereface2_math.chunk_loss` for ``name="sphereface2"``, or
-    the chunked pass of the fused head for ``name="sphereface2_fused"`` (which never holds
-    the (B, K_local) cosines; its ``chunk_size`` parameter is accepted too).
+    the chunked pass of the fused head for ``name="sphereface2_fused"`` or when the plain
+    head's ``implementation`` ("auto" by default) picks it for (global batch x K_local)
+    (the chunked pass never holds the (B, K_local) cosines; ``chunk_size`` is honoured).
 
     Args: those of the plain head ``name``, plus ``group`` (None: the default group, or a
     single process), ``init`` ("full" or "shard", see :func:`init_proxy_rows`) and ``seed``
@@ -63,6 +65,9 @@ class ShardedSphereFace2Head(ShardedHead):
             template.lw,
         )
         self.fused = _is_fused_sphereface2(template)
+        # "auto" | "plain" | "fused" of the plain head: decided per call on this rank's
+        # (global batch x local classes), as the plain head decides on (B x K).
+        self.implementation = str(getattr(template, "implementation", "plain"))
         self.chunk_size = getattr(template, "chunk_size", None)
         b0 = bias_init(self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
@@ -129,7 +134,8 @@ class ShardedSphereFace2Head(ShardedHead):
         """The plain head's loss on the global batch; stats "pos_cos", "neg_cos", "bias"."""
         x, y, (bias,) = self.gather_batch(embeddings, labels, (self.bias,))
         renormalise_(self.weight)
-        compute = self._fused_partial if self.fused else self._plain_partial
+        fused = self.fused or prefer_fused(self.implementation, x, self.num_local_classes)
+        compute = self._fused_partial if fused else self._plain_partial
         partial, sums = compute(x, y, bias, return_stats)
         loss = global_sum(partial, self.group)
         if sums is None:
