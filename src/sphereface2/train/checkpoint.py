@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from sphereface2.train.sharded_checkpoint import merge_head, prune_shard_files
+
 #: ``format`` value of a full training checkpoint (model, optimiser, RNG, data position).
 CHECKPOINT_FORMAT = "sphereface2-checkpoint"
 #: ``format`` value of an evaluation model file (weights only, possibly averaged).
@@ -113,6 +115,8 @@ def prune_checkpoints(directory: str | Path, keep_last: int) -> list[Path]:
     for path in doomed:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    # the shard files of multi-process checkpoints go with their main files
+    doomed += prune_shard_files(_checkpoint_dir(directory), [it for it, _ in found[-keep_last:]])
     return doomed
 
 
@@ -133,9 +137,16 @@ def save_checkpoint(
 
 
 def load_file(
-    path: str | Path, expected_format: str | Sequence[str], map_location: Any = "cpu"
+    path: str | Path,
+    expected_format: str | Sequence[str],
+    map_location: Any = "cpu",
+    merge_shards: bool = True,
 ) -> dict[str, Any]:
-    """Load a checkpoint or model file with ``weights_only=True`` and check its format tag."""
+    """Load a checkpoint or model file with ``weights_only=True`` and check its format tag.
+
+    A checkpoint written by several processes has its head in per-rank shard files beside
+    it: with ``merge_shards`` its ``head`` is the full (plain) state dict, read from them.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
@@ -152,12 +163,16 @@ def load_file(
             f"{path}: {found} version {data.get('version')!r} is not supported "
             f"(this sphereface2 reads version {FORMAT_VERSION})"
         )
+    if merge_shards and found == CHECKPOINT_FORMAT and "head" in data:
+        data["head"] = merge_head(path, data)
     return data
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a full training checkpoint written by ``save_checkpoint``."""
-    return load_file(path, CHECKPOINT_FORMAT, map_location)
+def load_checkpoint(
+    path: str | Path, map_location: Any = "cpu", merge_shards: bool = True
+) -> dict[str, Any]:
+    """Load a full training checkpoint written by ``save_checkpoint`` (see ``load_file``)."""
+    return load_file(path, CHECKPOINT_FORMAT, map_location, merge_shards)
 
 
 def average_state_dicts(
