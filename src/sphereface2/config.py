@@ -57,10 +57,21 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    """The loss head: ``build_head(name, num_classes=K, embedding_dim=d, **params)``."""
+    """The loss head: ``build_head(name, num_classes=K, embedding_dim=d, **params)``.
+
+    The trainer builds its class-sharded version (one shard per process; a single process
+    holds every class). ``init`` sets how the proxies are drawn: ``full`` draws the whole
+    (K, d) Xavier-normal matrix from ``seed`` on every process and keeps its rows (a
+    plain head built after ``torch.manual_seed(seed)`` gets the same values, whatever the
+    number of processes); ``shard`` draws only this process's rows (same distribution,
+    K/world x d memory, but the values depend on the number of processes); ``auto`` is
+    ``full`` up to 2^28 proxy entries (1 GiB in float32, about 500K classes at d = 512)
+    and ``shard`` beyond.
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    init: Literal["auto", "full", "shard"] = "auto"
 
 
 @dataclass

@@ -14,28 +14,29 @@ from sphereface2.train.checkpoint import list_checkpoints, load_checkpoint
 from sphereface2.train.trainer import NonFiniteLossError, train
 
 
-class _NaNAfter(nn.Module):
-    """Wraps a head; its loss turns NaN from the ``after``-th call on."""
+def _nan_after(head: nn.Module, after: int) -> nn.Module:
+    """Make ``head``'s loss NaN from its ``after``-th call on (the head keeps its type,
+    which the trainer relies on for sharded and replicated parameters)."""
+    real_forward, calls = head.forward, [0]
 
-    def __init__(self, head: nn.Module, after: int) -> None:
-        super().__init__()
-        self.head, self.after, self.calls = head, after, 0
-
-    def forward(self, embeddings, labels, return_stats=False):
-        self.calls += 1
-        out = self.head(embeddings, labels, return_stats=return_stats)
-        if self.calls >= self.after:
+    def forward(embeddings, labels, return_stats=False):
+        calls[0] += 1
+        out = real_forward(embeddings, labels, return_stats=return_stats)
+        if calls[0] >= after:
             nan = torch.tensor(float("nan"))
             return (out[0] * nan, out[1]) if return_stats else out * nan
         return out
+
+    head.forward = forward
+    return head
 
 
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_checkpoint(
     tmp_path, tiny_config, monkeypatch
 ):
-    real_build_head = trainer_module.build_head
+    real_build_head = trainer_module.build_training_head
     monkeypatch.setattr(
-        trainer_module, "build_head", lambda *a, **k: _NaNAfter(real_build_head(*a, **k), 5)
+        trainer_module, "build_training_head", lambda *a: _nan_after(real_build_head(*a), 5)
     )
     cfg = tiny_config(runtime={"checkpoint_every": 2})
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at iteration 5") as info:

@@ -59,8 +59,9 @@ class RunFolder:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
 
-def open_run_folder(out_dir: str | Path, resuming: bool) -> RunFolder:
-    """The run folder at ``out_dir``, created if needed.
+def open_run_folder(out_dir: str | Path, resuming: bool, create: bool = True) -> RunFolder:
+    """The run folder at ``out_dir``, created if needed (and if ``create``: in a
+    multi-process run only rank 0 creates it, after every rank has run the check).
 
     A fresh run refuses a folder that already holds checkpoints (it would mix two runs);
     the message says how to resume it or where else to write.
@@ -71,5 +72,6 @@ def open_run_folder(out_dir: str | Path, resuming: bool) -> RunFolder:
             f"{run.root}: this run folder already has checkpoints; resume it with "
             "--resume auto (resume='auto') or choose another output folder"
         )
-    run.create()
+    if create:
+        run.create()
     return run

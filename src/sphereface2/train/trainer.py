@@ -1,4 +1,4 @@
-"""Single-process training: ``train(cfg, out_dir)`` runs a whole config and resumes exactly.
+"""Training: ``train(cfg, out_dir)`` runs a whole config and resumes exactly.
 
     >>> from sphereface2.config import load_config
     >>> from sphereface2.train.trainer import train
@@ -13,6 +13,14 @@ Exact resume: a checkpoint holds the weights, the optimiser (momentum buffers), 
 gradient scaler, every RNG state and the data position (epoch, samples consumed); the
 schedule is a pure function of the iteration. A run stopped at any checkpoint and resumed
 reaches bit-identical weights on the CPU (on a GPU, up to the kernels' own determinism).
+
+Processes: run as it is, one process trains on one device. Under ``torchrun`` (or any
+launcher that sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) every process runs the same
+call: the backbone is data parallel (DDP, summed gradients), the head is sharded by class
+range (:mod:`sphereface2.heads.sharded`), each process reads its share of every global
+batch, and rank 0 logs and writes the run folder (see :mod:`sphereface2.train.parallel`).
+``data.batch_size`` is the global batch, so a config trains the same model on any number
+of processes (up to floating-point summation order and per-process BatchNorm statistics).
 
 Failures: a non-finite loss stops the run before the bad step is applied, naming the
 iteration; the last checkpoint stays as it was. Ctrl-C (SIGINT) or SIGTERM finishes the
@@ -48,12 +56,15 @@ from sphereface2.config import (
 from sphereface2.data.label_noise import NoisyLabelDataset
 from sphereface2.data.training_sets import open_training_set
 from sphereface2.data.transforms import train_transform
-from sphereface2.heads import build_head
+from sphereface2.distributed.grad_norm import clip_grad_norm_
+from sphereface2.distributed.process_group import distributed_session
+from sphereface2.heads.sharded import ShardedHead, build_sharded_head
 from sphereface2.train.checkpoint import (
     FORMAT_VERSION,
     MODEL_FORMAT,
     atomic_save,
     average_checkpoints,
+    checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -68,8 +79,17 @@ from sphereface2.train.logging import (
     truncate_jsonl,
 )
 from sphereface2.train.optim import LRSchedule, build_sgd, set_lr
+from sphereface2.train.parallel import Parallel
 from sphereface2.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from sphereface2.train.run_folder import RunFolder, open_run_folder
+from sphereface2.train.sharded_checkpoint import (
+    load_rows,
+    shard_file_name,
+    shard_payload,
+    shard_rng,
+    sharding_record,
+    split_optimizer_state,
+)
 from sphereface2.train.validation import load_val_sets, validate
 
 
@@ -141,6 +161,54 @@ def build_training_set(cfg: TrainConfig) -> Any:
     return dataset
 
 
+#: ``head.init: auto`` draws the full proxy matrix up to this many entries (1 GiB float32).
+FULL_INIT_MAX_ENTRIES = 1 << 28
+
+
+def build_training_head(cfg: TrainConfig, num_classes: int) -> ShardedHead:
+    """This process's shard of the configured head, over the default process group (all
+    classes without one: then it computes exactly what the plain head does)."""
+    init = cfg.head.init
+    if init == "auto":
+        entries = num_classes * cfg.model.embedding_dim
+        init = "full" if entries <= FULL_INIT_MAX_ENTRIES else "shard"
+    return build_sharded_head(
+        cfg.head.name,
+        num_classes,
+        cfg.model.embedding_dim,
+        None,
+        init=init,
+        seed=cfg.seed,
+        **cfg.head.params,
+    )
+
+
+def per_process_batch(cfg: TrainConfig, world_size: int) -> int:
+    """Images per micro-batch on each process: the global batch / (accumulation x world)."""
+    parts = cfg.optim.accumulation_steps * world_size
+    if cfg.data.batch_size % parts:
+        raise ConfigError(
+            f"data.batch_size: {cfg.data.batch_size} images per step cannot be split into "
+            f"{cfg.optim.accumulation_steps} accumulation step(s) x {world_size} process(es)"
+        )
+    return cfg.data.batch_size // parts
+
+
+class _Silent:
+    """Log and metrics sink of the ranks other than 0 (rank 0 writes the run folder)."""
+
+    warning = None
+
+    def info(self, message: str) -> None:
+        del message
+
+    def log(self, kind: str, iteration: int, values: dict[str, Any]) -> None:
+        del kind, iteration, values
+
+    def close(self) -> None:
+        pass
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``runtime.amp`` (None for full precision)."""
     if amp == "none":
@@ -148,6 +216,10 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "fp16" and device.type != "cuda":
         raise ConfigError("runtime.amp: fp16 needs a CUDA device; use bf16 or none on the CPU")
     return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def _no_op() -> contextlib.nullcontext:
+    return contextlib.nullcontext()
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -199,13 +271,16 @@ class _Run:
         self,
         cfg: TrainConfig,
         run: RunFolder,
-        device: torch.device,
+        parallel: Parallel,
         checkpoint: dict[str, Any] | None,
         checkpoint_path: Path | None,
+        log: TextLog | _Silent,
     ) -> None:
         self.cfg = cfg
         self.run = run
-        self.device = device
+        self.par = parallel
+        self.device = device = parallel.device
+        self.log = log
         self.amp_dtype = autocast_dtype(cfg.runtime.amp, device)
         self.start_iteration = int(checkpoint["iteration"]) if checkpoint else 0
         self.iteration = self.start_iteration
@@ -219,15 +294,11 @@ class _Run:
         self.dataset = build_training_set(cfg)
         self.num_classes = int(self.dataset.num_classes)
         self.backbone = build_model(cfg.model).to(device)
-        self.head = build_head(
-            cfg.head.name,
-            num_classes=self.num_classes,
-            embedding_dim=cfg.model.embedding_dim,
-            **cfg.head.params,
-        ).to(device)
+        self.head = build_training_head(cfg, self.num_classes).to(device)
         if cfg.runtime.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
-        self.params = [p for m in (self.backbone, self.head) for p in m.parameters()]
+        self.replicated_params = [*self.backbone.parameters(), *self.head.replicated_parameters()]
+        self.sharded_params = self.head.sharded_parameters()
         self.optimizer = build_sgd(
             [self.backbone, self.head],
             lr=cfg.optim.lr,
@@ -249,32 +320,72 @@ class _Run:
             sched.warmup_factor,
         )
         self.accumulation = cfg.optim.accumulation_steps
-        self.micro_batch = cfg.data.batch_size // self.accumulation
+        self.micro_batch = per_process_batch(cfg, parallel.world_size)
         self.batches = TrainBatches(
             self.dataset,
             self.micro_batch,
             seed=cfg.seed,
             num_workers=cfg.data.num_workers,
+            rank=parallel.rank,
+            world_size=parallel.world_size,
             pin_memory=device.type == "cuda",
         )
         if checkpoint is not None:
             self._load_state(checkpoint, checkpoint_path)
+        # wrapped last: DDP broadcasts rank 0's weights, which now include a resumed state
+        self.model = parallel.wrap_backbone(self.backbone)
+
+    def _sharded_param_ids(self) -> dict[str, int]:
+        """Optimiser state-dict ids of the head's sharded parameters (ids count the
+        parameters across param groups in order, as ``Optimizer.state_dict`` does)."""
+        index, ids = 0, {}
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                ids[id(param)] = index
+                index += 1
+        names = dict(self.head.named_parameters())
+        return {key: ids[id(names[key])] for key in self.head.sharded_keys}
 
     # ----- checkpoints ----------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(the main checkpoint dict, this rank's shard dict or None with one process)."""
+        ids = self._sharded_param_ids()
+        head = self.head.state_dict()
+        optimizer = self.optimizer.state_dict()
+        shard = None
+        rng = capture_rng_state()
+        if self.par.distributed:
+            rows = {key: head.pop(key) for key in self.head.sharded_keys}
+            optimizer, optimizer_rows = split_optimizer_state(optimizer, ids)
+            shard = shard_payload(
+                self.iteration,
+                self.par.rank,
+                self.par.world_size,
+                (self.head.class_start, self.head.class_end),
+                rows,
+                optimizer_rows,
+                rng,
+            )
+        main = {
             "config": config_to_dict(self.cfg),
             "backbone": self.backbone.state_dict(),
-            "head": self.head.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "head": head,
+            "optimizer": optimizer,
             "scaler": self.scaler.state_dict(),
-            "rng": capture_rng_state(),
+            "rng": rng,
             "data": {
                 **self.batches.state_dict(),
+                "world_size": self.par.world_size,
                 "dataset_size": len(self.dataset),
                 "num_classes": self.num_classes,
             },
+            "sharding": {
+                "world_size": self.par.world_size,
+                "num_classes": self.num_classes,
+                "keys": ids,
+            },
         }
+        return main, shard
 
     def _load_state(self, ckpt: dict[str, Any], path: Path | None) -> None:
         data = ckpt["data"]
@@ -284,6 +395,11 @@ class _Run:
                 f"{data['num_classes']} classes but {self.cfg.data.train} has "
                 f"{len(self.dataset)} images of {self.num_classes} classes"
             )
+        saved_world = int(sharding_record(ckpt)["world_size"])
+        rng = shard_rng(path, ckpt, self.par.rank) if saved_world == self.par.world_size else None
+        ckpt = load_rows(
+            path, ckpt, self.head.class_start, self.head.class_end, self._sharded_param_ids()
+        )
         for name, module in (("backbone", self.backbone), ("head", self.head)):
             try:
                 module.load_state_dict(ckpt[name])
@@ -296,15 +412,45 @@ class _Run:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        self.batches.load_state_dict(data)
-        restore_rng_state(ckpt["rng"])
+        self.batches.load_state_dict(self._data_position(data, path))
+        if rng is None:
+            self.log.info(
+                f"resuming a {saved_world}-process checkpoint with {self.par.world_size} "
+                "process(es): same weights, optimiser state and data order; the random "
+                "streams continue from rank 0's, so the run is not bit-identical to an "
+                "uninterrupted one"
+            )
+            rng = ckpt["rng"]
+        restore_rng_state(rng)
+
+    def _data_position(self, data: dict[str, Any], path: Path | None) -> dict[str, int]:
+        """The saved data position in this world's terms: every rank consumed the same
+        number of samples, interleaved, so the global position is ``position x world``."""
+        saved_world = int(data.get("world_size", 1))
+        consumed = int(data["position"]) * saved_world
+        if consumed % self.par.world_size:
+            raise ResumeError(
+                f"{path}: {consumed} samples of epoch {data['epoch']} were consumed, which "
+                f"{self.par.world_size} processes cannot split evenly"
+            )
+        return {"epoch": int(data["epoch"]), "position": consumed // self.par.world_size}
 
     def save(self) -> Path:
-        """Write a checkpoint of the current iteration (once per iteration)."""
+        """Write a checkpoint of the current iteration (once per iteration). With several
+        processes every rank must call this: each writes its shard, then rank 0 the main
+        file that commits the checkpoint (see :mod:`sphereface2.train.sharded_checkpoint`)."""
         if self.last_saved_iteration != self.iteration:
-            self.last_checkpoint = save_checkpoint(
-                self._state(), self.run.checkpoints, self.iteration, self.cfg.runtime.keep_last
-            )
+            main, shard = self._state()
+            folder = self.run.checkpoints
+            if shard is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                name = shard_file_name(self.iteration, self.par.rank, self.par.world_size)
+                atomic_save(shard, folder / name)
+                self.par.barrier()  # every shard is on disk before the commit
+            if self.par.is_main:
+                save_checkpoint(main, folder, self.iteration, self.cfg.runtime.keep_last)
+            self.par.barrier()
+            self.last_checkpoint = folder / checkpoint_name(self.iteration)
             self.last_saved_iteration = self.iteration
         assert self.last_checkpoint is not None
         return self.last_checkpoint
@@ -323,14 +469,17 @@ class _Run:
             if self.cfg.runtime.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             last = micro == self.accumulation - 1
-            with _autocast(self.device, self.amp_dtype):
-                embeddings = self.backbone(images)
-                if want_stats and last:
-                    loss, raw_stats = self.head(embeddings, labels, return_stats=True)
-                    stats = {k: float(v) for k, v in raw_stats.items()}
-                else:
-                    loss = self.head(embeddings, labels)
-            self.scaler.scale(loss / self.accumulation).backward()
+            # DDP all-reduces the backbone's gradients on the last micro-batch only
+            sync = self.model.no_sync() if self.par.distributed and not last else _no_op()
+            with sync:
+                with _autocast(self.device, self.amp_dtype):
+                    embeddings = self.model(images)
+                    if want_stats and last:
+                        loss, raw_stats = self.head(embeddings, labels, return_stats=True)
+                        stats = {k: float(v) for k, v in raw_stats.items()}
+                    else:
+                        loss = self.head(embeddings, labels)
+                self.scaler.scale(loss / self.accumulation).backward()
             total += loss.detach().float()
         loss_value = float(total) / self.accumulation
         if not math.isfinite(loss_value):
@@ -340,9 +489,13 @@ class _Run:
                 f"was not applied. Last good checkpoint: {where}. Lower optim.lr, set "
                 "optim.max_grad_norm, or check the data"
             )
-        if self.cfg.optim.max_grad_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.max_grad_norm)
+        clip = self.cfg.optim.max_grad_norm
+        if clip is not None or self.par.distributed:
+            self.scaler.unscale_(self.optimizer)  # a no-op without a loss scaler
+            self.par.agree_on_overflow(self.scaler, self.optimizer)
+        if clip is not None:
+            # the norm over the whole model: replicated parameters once, every rank's shard
+            norm = clip_grad_norm_(self.replicated_params, self.sharded_params, clip)
             stats["grad_norm"] = float(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -414,8 +567,28 @@ def train(
         KeyboardInterrupt: after SIGINT/SIGTERM, once a checkpoint has been written.
     """
     out_dir = Path(out_dir)
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"stop_after must be >= 1, got {stop_after}")
+    dev = resolve_device(device, cfg.runtime.device)
+    with distributed_session(dev) as ctx:  # a single process creates nothing
+        parallel = Parallel.from_context(ctx)
+        per_process_batch(cfg, parallel.world_size)  # fail before touching the run folder
+        return _train_in_folder(cfg, out_dir, resume, stop_after, echo, parallel)
+
+
+def _train_in_folder(
+    cfg: TrainConfig,
+    out_dir: Path,
+    resume: str | Path | None,
+    stop_after: int | None,
+    echo: bool,
+    parallel: Parallel,
+) -> TrainResult:
+    """Every rank runs the same checks on the same files (so they fail alike); rank 0
+    alone writes the run folder's config, logs and metrics."""
     ckpt_path = _find_resume_checkpoint(resume, out_dir)
-    checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    # the head's shard files stay on disk: each rank reads only its rows later
+    checkpoint = load_checkpoint(ckpt_path, merge_shards=False) if ckpt_path else None
     if checkpoint is not None:
         blocking = resume_blocking_diff(_checkpoint_config(checkpoint, ckpt_path), cfg)
         if blocking:
@@ -425,19 +598,20 @@ def train(
                 f"({_describe_diff(old, cfg, blocking)}); only logging, checkpointing, "
                 "validation, worker and device settings may change on resume"
             )
-    if stop_after is not None and stop_after < 1:
-        raise ValueError(f"stop_after must be >= 1, got {stop_after}")
-    run_folder = open_run_folder(out_dir, resuming=ckpt_path is not None)
-    dev = resolve_device(device, cfg.runtime.device)
-    start = int(checkpoint["iteration"]) if checkpoint else 0
-    truncate_jsonl(run_folder.metrics, start)
-    save_config(cfg, run_folder.config)
-    log = TextLog(run_folder.log, echo=echo)
-    metrics = MetricsLogger(
-        run_folder.metrics, run_folder.tensorboard if cfg.runtime.tensorboard else None
-    )
+    run_folder = open_run_folder(out_dir, resuming=ckpt_path is not None, create=parallel.is_main)
+    log: TextLog | _Silent = _Silent()
+    metrics: MetricsLogger | _Silent = _Silent()
+    if parallel.is_main:
+        start = int(checkpoint["iteration"]) if checkpoint else 0
+        truncate_jsonl(run_folder.metrics, start)
+        save_config(cfg, run_folder.config)
+        log = TextLog(run_folder.log, echo=echo)
+        metrics = MetricsLogger(
+            run_folder.metrics, run_folder.tensorboard if cfg.runtime.tensorboard else None
+        )
+    parallel.barrier()  # the folder exists before any rank writes into it
     try:
-        return _train(cfg, run_folder, dev, checkpoint, ckpt_path, stop_after, log, metrics)
+        return _train(cfg, run_folder, parallel, checkpoint, ckpt_path, stop_after, log, metrics)
     finally:
         metrics.close()
         log.close()
@@ -446,12 +620,12 @@ def train(
 def _train(
     cfg: TrainConfig,
     run_folder: RunFolder,
-    device: torch.device,
+    parallel: Parallel,
     checkpoint: dict[str, Any] | None,
     ckpt_path: Path | None,
     stop_after: int | None,
-    log: TextLog,
-    metrics: MetricsLogger,
+    log: TextLog | _Silent,
+    metrics: MetricsLogger | _Silent,
 ) -> TrainResult:
     total = cfg.schedule.iterations
     if metrics.warning:
@@ -462,11 +636,19 @@ def _train(
         )
     else:
         log.info(f"starting {cfg.name} in {run_folder.root}")
-    state = _Run(cfg, run_folder, device, checkpoint, ckpt_path)
+    state = _Run(cfg, run_folder, parallel, checkpoint, ckpt_path, log)
     del checkpoint  # the weights now live in the modules; free the CPU copy
+    device = parallel.device
+    processes = ""
+    if parallel.distributed:
+        processes = (
+            f" x {parallel.world_size} processes (classes per process: "
+            f"{state.head.num_local_classes} on rank 0)"
+        )
     log.info(
-        f"device {device} | {len(state.dataset)} images, {state.num_classes} classes | "
-        f"batch {cfg.data.batch_size} ({state.accumulation} x {state.micro_batch}) | "
+        f"device {device}{processes} | {len(state.dataset)} images, "
+        f"{state.num_classes} classes | batch {cfg.data.batch_size} "
+        f"({state.accumulation} x {parallel.world_size} x {state.micro_batch}) | "
         f"{state.batches.batches_per_epoch * state.accumulation} micro-batches per epoch | "
         f"{cfg.model.backbone} + {cfg.head.name} | amp {cfg.runtime.amp}"
     )
@@ -478,10 +660,11 @@ def _train(
     status = "completed"
     with _StopSignals() as stop:
         while state.iteration < end:
-            if stop.received:
+            if parallel.any(stop.received is not None):  # every rank stops at the same step
                 path = state.save()
                 log.info(
-                    f"{stop.received} received: stopped at iteration {state.iteration}; "
+                    f"{stop.received or 'a stop signal on another rank'} received: stopped at "
+                    f"iteration {state.iteration}; "
                     f"checkpoint {path}; continue with --resume auto"
                 )
                 _write_summary(state, "interrupted", last_loss, started, val_results, None, [])
@@ -521,9 +704,11 @@ def _train(
                 )
                 window_start, window_iters, window_loss = now, 0, 0.0
             if state.val_sets and (it % cfg.data.val_every == 0 or it == total):
-                val_results = state.validate()
-                metrics.log("val", it, val_results)
-                log.info(f"validation at iteration {it}: " + _format_val(val_results))
+                if parallel.is_main:  # the backbone is the same on every rank
+                    val_results = state.validate()
+                    metrics.log("val", it, val_results)
+                    log.info(f"validation at iteration {it}: " + _format_val(val_results))
+                parallel.barrier()
             if it % cfg.runtime.checkpoint_every == 0 or it == end:
                 state.save()
     state.batches.close()
@@ -533,7 +718,10 @@ def _train(
         log.info(f"stopped after iteration {state.iteration} as asked; checkpoint {path}")
         return _finish(state, status, last_loss, started, val_results, None, [], {}, log)
 
-    model_path, averaged, val_avg = _write_model_file(state, log)
+    model_path, averaged, val_avg = None, [], {}
+    if parallel.is_main:
+        model_path, averaged, val_avg = _write_model_file(state, log)
+    parallel.barrier()
     return _finish(
         state, status, last_loss, started, val_results, model_path, averaged, val_avg, log
     )
@@ -547,7 +735,9 @@ def _format_val(results: dict[str, float]) -> str:
     )
 
 
-def _write_model_file(state: _Run, log: TextLog) -> tuple[Path, list[int], dict[str, float]]:
+def _write_model_file(
+    state: _Run, log: TextLog | _Silent
+) -> tuple[Path, list[int], dict[str, float]]:
     """Average the last ``runtime.average_last`` checkpoints into ``model.pt``."""
     cfg = state.cfg
     found = list_checkpoints(state.run.checkpoints)[-cfg.runtime.average_last :]
@@ -599,6 +789,7 @@ def _write_summary(
         "elapsed_s": round(elapsed, 3),
         "images_per_s": round(done * state.cfg.data.batch_size / elapsed, 3) if elapsed else None,
         "device": str(state.device),
+        "processes": state.par.world_size,
         "num_classes": state.num_classes,
         "num_images": len(state.dataset),
         "last_checkpoint": str(state.last_checkpoint) if state.last_checkpoint else None,
@@ -607,7 +798,8 @@ def _write_summary(
         "val": val,
         "val_averaged": val_averaged or {},
     }
-    state.run.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if state.par.is_main:
+        state.run.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
@@ -620,7 +812,7 @@ def _finish(
     model_path: Path | None,
     averaged: list[int],
     val_averaged: dict[str, float],
-    log: TextLog,
+    log: TextLog | _Silent,
 ) -> TrainResult:
     summary = _write_summary(
         state, status, last_loss, started, val, model_path, averaged, val_averaged
