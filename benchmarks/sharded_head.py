@@ -5,9 +5,10 @@ is split evenly over the ranks; each rank holds only its shard of the K = 93,431
 proxies (``build_sharded_head(..., init="shard")``: K / world rows of d floats), gathers the
 global batch inside the head's forward, scores it against its own classes, and
 back-propagates (the backward returns each rank its own embedding rows' gradients). One
-step = forward + backward of the head alone, no optimizer. ``--heads plain`` is
-``sphereface2`` (the (B, K_local) cosines with autograd), ``fused`` is
-``sphereface2_fused`` (the chunked pass that never holds a (B, K_local) buffer).
+step = forward + backward of the head alone, no optimizer. ``--heads plain`` and ``fused``
+build ``sphereface2`` with ``implementation="plain"`` (the (B, K_local) cosines and logits
+with autograd) or ``"fused"`` (the chunked pass that never holds a (B, K_local) buffer;
+what ``"auto"``, the default, picks at these sizes).
 
 The launcher here starts the ranks the way torchrun does: one fresh Python process per rank
 with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT in its
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 # torch and the library are imported inside the rank functions only: the launcher just
 # starts rank processes and reads their output, and saves torch's start-up (~2 s a process).
 
-HEAD_NAMES = {"plain": "sphereface2", "fused": "sphereface2_fused"}
+IMPLEMENTATIONS = ("plain", "fused")
 MMAP_THRESHOLD = 64 * 1024
 MINIMUMS = {"classes": 2, "batch": 1, "dim": 1, "repeats": 1, "threads_per_rank": 1}
 
@@ -100,7 +101,12 @@ def rank_main(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads_per_rank)
     with distributed_session("cpu", timeout_s=args.collective_timeout) as ctx:
         head = build_sharded_head(
-            HEAD_NAMES[args.head], args.classes, args.dim, init="shard", seed=args.seed
+            "sphereface2",
+            args.classes,
+            args.dim,
+            init="shard",
+            seed=args.seed,
+            implementation=args.head,
         )
         x, y = local_batch(args.batch, args.dim, args.classes, ctx.rank, ctx.world_size, args.seed)
         tensors = [*head.parameters(), x]
@@ -255,7 +261,7 @@ def measure(head: str, world: int, args: argparse.Namespace) -> dict[str, Any]:
     per_step = [max(r["times_s"][i] for r in timed) for i in range(args.repeats)]
     row: dict[str, Any] = {
         "head": head,
-        "head_name": HEAD_NAMES[head],
+        "head_name": "sphereface2",
         "world": world,
         "oversubscribed": world * args.threads_per_rank > _cores(),
         "shard_classes": [r["classes"][1] - r["classes"][0] for r in timed],
@@ -295,9 +301,7 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument(
-        "--heads", nargs="+", choices=sorted(HEAD_NAMES), default=["plain", "fused"]
-    )
+    parser.add_argument("--heads", nargs="+", choices=IMPLEMENTATIONS, default=["plain", "fused"])
     parser.add_argument("--classes", type=int, default=93431)
     parser.add_argument("--batch", type=int, default=256, help="global batch, split over ranks")
     parser.add_argument("--dim", type=int, default=512)
