@@ -30,6 +30,8 @@ lint: install
 
 bench: install
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/head_speed.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/train_speed.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/sharded_head.py
 	$(PY) benchmarks/data_loader.py
 
 clean:

@@ -2,8 +2,9 @@
 
 The real networks (SFNet-20/64 without BN, IResNet-100) run one optimiser step each on
 the tiny training set (its 16x16 images resized to the config's 112x112 by the training
-transform), with a global batch of 2 and no validation sets (fp16 becomes bf16 on the CPU). Checkpoint writing is
-replaced by a recorder: a 65M-parameter checkpoint per config is not what is tested here.
+transform), with a global batch of 2 and no validation sets (fp16 becomes bf16 on the
+CPU). Checkpoint writing is replaced by a recorder: a 65M-parameter checkpoint per config
+is not what is tested here.
 """
 
 from __future__ import annotations

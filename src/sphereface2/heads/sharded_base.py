@@ -26,9 +26,23 @@ if TYPE_CHECKING:
 INIT_MODES = ("full", "shard")
 
 
+#: Below this many proxy entries the template is simply built on the CPU (4 MiB): the meta
+#: device's normal_ imports torch._dynamo, about a second per process.
+_CPU_TEMPLATE_MAX_ENTRIES = 1 << 20
+
+
 def meta_template(name: str, num_classes: int, embedding_dim: int, params: dict) -> nn.Module:
-    """The plain head built on the meta device: it checks the parameters and carries the
-    hyper-parameters and margin functions without allocating a (K, d) matrix."""
+    """The plain head, built on the meta device for large heads: it checks the parameters
+    and carries the hyper-parameters and margin functions without allocating a (K, d)
+    matrix."""
+    small = (
+        isinstance(num_classes, int)
+        and isinstance(embedding_dim, int)
+        and num_classes * embedding_dim <= _CPU_TEMPLATE_MAX_ENTRIES
+    )
+    if small:  # drawing its init must not disturb the caller's random stream
+        with torch.random.fork_rng(devices=[]):
+            return build_head(name, num_classes, embedding_dim, **params)
     with torch.device("meta"):
         return build_head(name, num_classes, embedding_dim, **params)
 
