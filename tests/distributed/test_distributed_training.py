@@ -180,3 +180,21 @@ def test_a_two_process_checkpoint_continues_in_one_process(runs, tmp_path):
     assert "resuming a 2-process checkpoint with 1 process(es)" in log
     continued = _weights(list_checkpoints(tmp_path / "run")[-1][1])
     _assert_close(continued, _weights(root / "one" / "model.pt"), rtol=1e-4, atol=1e-5)
+
+
+def test_evaluation_reads_a_multi_process_run_without_its_head_shards(runs, tmp_path):
+    from sphereface2.evaluate.model_loading import load_embedding_model
+
+    _, root = runs["sphereface2"]
+    checkpoints = root / "two" / "checkpoints"
+    shards = sorted(checkpoints.glob("*.rank*"))
+    for path in shards:  # evaluation needs the backbone only: it never opens the shards
+        path.rename(tmp_path / path.name)
+    try:
+        two = load_embedding_model(root / "two", average_last=2)
+    finally:
+        for path in shards:
+            (tmp_path / path.name).rename(path)
+    one = load_embedding_model(root / "one", average_last=2)
+    images = torch.rand(3, 3, SIZE, SIZE)
+    np.testing.assert_allclose(two._forward(images), one._forward(images), rtol=1e-3, atol=1e-4)

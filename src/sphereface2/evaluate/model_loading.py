@@ -342,7 +342,8 @@ def _run_name(path: Path) -> str:
 def _load_checkpoint_file(path: Path, device: str | torch.device) -> TorchEmbeddingModel:
     from sphereface2.train.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, load_file
 
-    data = load_file(path, (CHECKPOINT_FORMAT, MODEL_FORMAT))
+    # only the backbone embeds: a multi-process checkpoint's head shards stay on disk
+    data = load_file(path, (CHECKPOINT_FORMAT, MODEL_FORMAT), merge_shards=False)
     cfg = _stored_model_config(data, path)
     return _torch_model(
         cfg, _weights_of(data, path), path, device, _run_name(path), _describe_iterations(data)
@@ -377,7 +378,7 @@ def _load_run_folder(
     chosen = found[-average_last:]
     weights, names, last = [], [], None
     for _, path in chosen:
-        last = load_file(path, (CHECKPOINT_FORMAT, MODEL_FORMAT))
+        last = load_file(path, (CHECKPOINT_FORMAT, MODEL_FORMAT), merge_shards=False)
         weights.append(_weights_of(last, path))
         names.append(str(path))
     assert last is not None
