@@ -60,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench_common import cpu_name, write_report
 from sphereface2.heads.base import renormalise_
 from sphereface2.heads.fused_sphereface2 import FusedSphereFace2Head
 from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
             "device": "cpu",
             "torch": torch.__version__,
             "machine": platform.machine(),
-            "processor": _cpu_name(),
+            "processor": cpu_name(),
             "cpus": os.cpu_count(),
             "chunk_budget_bytes": DEFAULT_BUDGET_BYTES,
         },  # fmt: skip
@@ -347,20 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         "results": rows,
         "ratios": _ratios(rows),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(_table(rows, report))
-    print(f"\nwrote {args.out}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    write_report(report, args.out, _table(rows, report))
 
 
 def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

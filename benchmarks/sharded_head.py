@@ -59,6 +59,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_common import cpu_name, write_report
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -245,16 +247,6 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def measure(head: str, world: int, args: argparse.Namespace) -> dict[str, Any]:
     """One result row: timing (and memory unless ``--no-memory``) of ``head`` on ``world``."""
     timed = launch("time", head, world, args)
@@ -362,16 +354,13 @@ def main(argv: list[str] | None = None) -> None:
             "device": "cpu",
             "torch": rows[0]["torch"] if rows else None,
             "machine": platform.machine(),
-            "processor": _cpu_name(),
+            "processor": cpu_name(),
             "cpus": os.cpu_count(),
         },
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(table(report))
-    print(f"\nwrote {args.out}")
+    write_report(report, args.out, table(report))
 
 
 def table(report: dict[str, Any]) -> str:

@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 
+from bench_common import cpu_name, write_report
 from sphereface2.backbones import BACKBONES, build_backbone, count_macs, count_parameters
 from sphereface2.heads import build_head
 from sphereface2.heads.fused_function import prefer_fused
@@ -246,18 +247,8 @@ def _run_worker(model: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _device_name(device: str) -> str:
-    return torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name()
+    return torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -331,16 +322,13 @@ def main(argv: list[str] | None = None) -> None:
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "machine": platform.machine(),
-            "processor": _cpu_name(),
+            "processor": cpu_name(),
             "cpus": os.cpu_count(),
         },
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(table(report))
-    print(f"\nwrote {args.out}")
+    write_report(report, args.out, table(report))
 
 
 def table(report: dict[str, Any]) -> str:
