@@ -107,7 +107,7 @@ class OfficialStyleSphereFace2(nn.Module):
 
 def _setup(classes: int, batch: int, dim: int, seed: int):
     torch.manual_seed(seed)
-    plain = SphereFace2Head(classes, dim)
+    plain = SphereFace2Head(classes, dim, implementation="plain")  # "auto" would go fused
     x = torch.randn(batch, dim, requires_grad=True)
     y = torch.randint(0, classes, (batch,))
     return plain, x, y
