@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sphereface2.distributed.collectives import sum_allreduce_hook
+from sphereface2.distributed.collectives import all_reduce_max, sum_allreduce_hook
 from sphereface2.distributed.process_group import DistributedContext, barrier
 
 
@@ -64,8 +64,7 @@ class Parallel:
         if not self.distributed:
             return flag
         value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._comm_device())
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+        return bool(all_reduce_max(value).item())
 
     def agree_on_overflow(
         self, scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer

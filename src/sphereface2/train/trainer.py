@@ -218,10 +218,6 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16 if amp == "fp16" else torch.bfloat16
 
 
-def _no_op() -> contextlib.nullcontext:
-    return contextlib.nullcontext()
-
-
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return contextlib.nullcontext()
@@ -319,6 +315,7 @@ class _Run:
             sched.warmup_iters,
             sched.warmup_factor,
         )
+        self.sharded_param_ids = self._sharded_param_ids()
         self.accumulation = cfg.optim.accumulation_steps
         self.micro_batch = per_process_batch(cfg, parallel.world_size)
         self.batches = TrainBatches(
@@ -338,18 +335,15 @@ class _Run:
     def _sharded_param_ids(self) -> dict[str, int]:
         """Optimiser state-dict ids of the head's sharded parameters (ids count the
         parameters across param groups in order, as ``Optimizer.state_dict`` does)."""
-        index, ids = 0, {}
-        for group in self.optimizer.param_groups:
-            for param in group["params"]:
-                ids[id(param)] = index
-                index += 1
+        params = [param for group in self.optimizer.param_groups for param in group["params"]]
+        ids = {id(param): index for index, param in enumerate(params)}
         names = dict(self.head.named_parameters())
         return {key: ids[id(names[key])] for key in self.head.sharded_keys}
 
     # ----- checkpoints ----------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(the main checkpoint dict, this rank's shard dict or None with one process)."""
-        ids = self._sharded_param_ids()
+        ids = self.sharded_param_ids
         head = self.head.state_dict()
         optimizer = self.optimizer.state_dict()
         shard = None
@@ -398,7 +392,7 @@ class _Run:
         saved_world = int(sharding_record(ckpt)["world_size"])
         rng = shard_rng(path, ckpt, self.par.rank) if saved_world == self.par.world_size else None
         ckpt = load_rows(
-            path, ckpt, self.head.class_start, self.head.class_end, self._sharded_param_ids()
+            path, ckpt, self.head.class_start, self.head.class_end, self.sharded_param_ids
         )
         for name, module in (("backbone", self.backbone), ("head", self.head)):
             try:
@@ -470,7 +464,8 @@ class _Run:
                 images = images.contiguous(memory_format=torch.channels_last)
             last = micro == self.accumulation - 1
             # DDP all-reduces the backbone's gradients on the last micro-batch only
-            sync = self.model.no_sync() if self.par.distributed and not last else _no_op()
+            defer = self.par.distributed and not last
+            sync = self.model.no_sync() if defer else contextlib.nullcontext()
             with sync:
                 with _autocast(self.device, self.amp_dtype):
                     embeddings = self.model(images)
