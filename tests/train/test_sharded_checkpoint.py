@@ -111,3 +111,20 @@ def test_pruning_removes_the_shards_of_deleted_checkpoints(tmp_path):
     prune_checkpoints(tmp_path, keep_last=1)
     assert [it for it, _ in list_checkpoints(tmp_path)] == [6]
     assert sorted({it for it, _ in list_shard_files(tmp_path)}) == [6, 8]
+
+
+def test_a_corrupt_shard_file_is_named(tmp_path):
+    _write(tmp_path, 4, 2)
+    (tmp_path / shard_file_name(4, 1, 2)).write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=r"rank00001-of-00002.pt: not a readable checkpoint shard"):
+        load_checkpoint(tmp_path / "ckpt_00000004.pt")
+
+
+def test_a_global_batch_the_processes_cannot_split_is_refused(tiny_config):
+    from sphereface2.config import ConfigError
+    from sphereface2.train.trainer import per_process_batch
+
+    cfg = tiny_config(data={"batch_size": 8}, optim={"accumulation_steps": 2})
+    assert per_process_batch(cfg, 2) == 2
+    with pytest.raises(ConfigError, match=r"data.batch_size: 8 images .* 2 accumulation step"):
+        per_process_batch(cfg, 3)

@@ -11,6 +11,12 @@ examples:
   sphereface2 train configs/paper/vggface2_sfnet20_sphereface2.yaml \\
       data.train=/data/vggface2 optim.lr=0.05 --out runs/sf2
   sphereface2 train configs/demo.yaml --resume auto       # continue runs/<name>
+  torchrun --nproc_per_node 8 -m sphereface2 train CONFIG --device cuda   # 8 GPUs
+
+Under torchrun each process takes its share of every global batch (data.batch_size is
+the global batch), the backbone is data parallel and the classifier is split by class
+across processes; rank 0 logs and writes the run folder, and every rank writes its
+classifier shard beside each checkpoint. "cuda" means cuda:LOCAL_RANK there.
 
 Overrides are dotted config keys with YAML values (schedule.milestones=[10,20],
 optim.max_grad_norm=null, data.val.0.path=lfw.bin). The run folder gets config.yaml,
