@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from sphereface2.data.decode import ImageDecodeError, encode_jpeg, read_image
-from sphereface2.data.list_file import ListFileDataset, ListFileError, read_list_file
+from sphereface2.data.label_noise import NoisyLabelDataset
+from sphereface2.data.list_file import (
+    ListFileDataset,
+    ListFileError,
+    read_list_file,
+    read_training_list,
+)
+from sphereface2.data.training_sets import open_training_set
 from sphereface2.data.transforms import to_tensor
 
 
@@ -65,7 +72,14 @@ def test_mxnet_lst(tmp_path):
         ("a.jpg 0\nb.jpg 1 2\n", r"train\.txt:2: too many fields \(3\)"),
         ("a.jpg 0\nb.jpg -1\n", r"train\.txt:2: negative label '-1'"),
         ("a.jpg 99999999999\n", r"train\.txt:1: label '99999999999' is out of range"),
-        ("a.jpg cat\n", r"train\.txt:1: label must be an integer, got 'cat'"),
+        (
+            "a.jpg 0\nb.jpg cat\n",
+            r"train\.txt:2: the identity name 'cat' but line 1 has the integer label '0'",
+        ),
+        (
+            "x/a.jpg n01\nx/b.jpg 1.5\n",
+            r"train\.txt:2: the integer label '1\.5' but line 1 has the identity name 'n01'",
+        ),
         ("a.jpg 1.5\n", r"train\.txt:1: label must be an integer, got '1\.5'"),
         ("x/a.jpg 0\nx/b.jpg\n", r"train\.txt:2: 1 field\(s\) but line 1 has 2"),
         ("a.jpg\n", r"train\.txt:1: no label and no parent folder"),
@@ -76,6 +90,57 @@ def test_bad_lines_name_file_and_line(tmp_path, text, message):
     path = _list(tmp_path, text)
     with pytest.raises(ListFileError, match=message):
         read_list_file(path)
+
+
+def test_identity_names_map_to_labels_in_sorted_order(tmp_path):
+    # OpenSphere's VGGFace2 annotation form: 'path name', names not in sorted order.
+    path = _list(
+        tmp_path,
+        "n000009/0001_01.jpg n000009\nn000002/0001_01.jpg n000002\n"
+        "n000002/0002_01.jpg n000002\nx/tab name.jpg\tn000005 \n",
+    )
+    samples, class_names = read_training_list(path)
+    assert class_names == ["n000002", "n000005", "n000009"]
+    assert samples == [
+        (str(tmp_path / "n000009/0001_01.jpg"), 2),
+        (str(tmp_path / "n000002/0001_01.jpg"), 0),
+        (str(tmp_path / "n000002/0002_01.jpg"), 0),
+        (str(tmp_path / "x/tab name.jpg"), 1),
+    ]
+    # Integer labels stay integer labels (no names), even written with leading zeros.
+    numeric = _list(tmp_path, "a.jpg 007\nb.jpg 2\n", "numeric.txt")
+    assert read_training_list(numeric) == (
+        [(str(tmp_path / "a.jpg"), 7), (str(tmp_path / "b.jpg"), 2)],
+        None,
+    )
+    # Folder-labelled lists name their identities too.
+    folders = _list(tmp_path, "zoe/1.jpg\nadam/1.jpg\n", "folders.txt")
+    assert read_training_list(folders)[1] == ["adam", "zoe"]
+
+
+def test_list_dataset_exposes_class_names(tmp_path):
+    _jpeg_file(tmp_path / "n2/a.jpg")
+    _jpeg_file(tmp_path / "n1/b.jpg", seed=1)
+    ds = ListFileDataset(_list(tmp_path, "n2/a.jpg n2\nn1/b.jpg n1\n"))
+    assert ds.class_names == ["n1", "n2"] and ds.labels.tolist() == [1, 0]
+    assert ds.num_classes == 2 and ds[0][1] == 1
+    assert ListFileDataset(_list(tmp_path, "n2/a.jpg 0\n", "num.txt")).class_names is None
+    # What the trainer opens, with and without label noise, carries the names.
+    opened = open_training_set(tmp_path / "train.txt")
+    assert opened.class_names == ["n1", "n2"]
+    assert NoisyLabelDataset(opened, 0.5, None, seed=0).class_names == ["n1", "n2"]
+
+
+def test_non_utf8_list_names_file_and_line(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes("a.jpg 0\nb\u00e9.jpg 1\n".encode("latin-1"))
+    with pytest.raises(
+        ListFileError, match=r"train\.txt:2: not UTF-8 text \(byte b'\\xe9' at column 2\)"
+    ):
+        read_list_file(path)
+    # A byte-order mark is not part of the first path.
+    path.write_bytes("\ufeffa.jpg 0\n".encode())
+    assert read_list_file(path) == [(str(tmp_path / "a.jpg"), 0)]
 
 
 def test_missing_list(tmp_path):

@@ -139,6 +139,17 @@ def test_read_lfw_pairs_errors(tmp_path, text, message):
     assert message in str(err.value)
 
 
+def test_non_utf8_pair_files_name_file_and_line(tmp_path):
+    lst = tmp_path / "pairs.txt"
+    lst.write_bytes("1 a.jpg b.jpg\n0 a.jpg J\u00f6rg.jpg\n".encode("latin-1"))
+    with pytest.raises(PairListError, match=r"pairs\.txt:2: not UTF-8 text"):
+        read_pair_list(lst)
+    lfw = tmp_path / "lfw.txt"
+    lfw.write_bytes("1 1\nA 1 2\nA 1 J\u00f6rg 2\n".encode("latin-1"))
+    with pytest.raises(PairListError, match=r"lfw\.txt:3: not UTF-8 text"):
+        read_lfw_pairs(lfw, "root")
+
+
 # --- existence check and dataset --------------------------------------------------------
 
 

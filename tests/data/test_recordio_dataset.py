@@ -40,6 +40,7 @@ def test_ms1m_layout_labels_ranges_and_exact_pixels(tmp_path):
 
     ds = RecordIODataset(tmp_path)  # the folder form
     assert len(ds) == 7 and ds.num_classes == 5 and ds.image_size == (16, 16)
+    assert ds.class_names is None  # integer labels only, like every RecordIO set
     assert ds.meta == (8, 13)
     np.testing.assert_array_equal(ds.labels, [0, 0, 1, 1, 2, 2, 4])
     assert ds.class_ranges == {0: (1, 3), 1: (3, 5), 2: (5, 7), 3: (7, 7), 4: (7, 8)}

@@ -106,6 +106,8 @@ class NoisyLabelDataset(Dataset):
                     f"{type(dataset).__name__} has no 'num_classes'; pass num_classes explicitly"
                 )
         self.dataset = dataset
+        # Noise changes labels, not what they mean: the clean set's names still apply.
+        self.class_names: list[str] | None = getattr(dataset, "class_names", None)
         self.p = float(p)
         self.num_classes = int(num_classes)
         self.seed = int(seed)

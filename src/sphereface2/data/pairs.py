@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sphereface2.data.decode import read_image
+from sphereface2.data.text_lines import numbered_lines
 from sphereface2.data.transforms import Transform, to_tensor
 
 
@@ -104,23 +105,22 @@ def read_pair_list(path: str | os.PathLike, root: str | os.PathLike | None = Non
     paths1: list[str] = []
     issame: list[bool] = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3:
-                raise PairListError(
-                    f"{path}:{line_no}: expected 'label path0 path1' (3 fields), "
-                    f"got {len(fields)}: {line.strip()!r}"
-                )
-            label, p0, p1 = fields
-            if label not in ("0", "1"):
-                raise PairListError(f"{path}:{line_no}: label must be 0 or 1, got {label!r}")
-            paths0.append(_resolve(root, p0))
-            paths1.append(_resolve(root, p1))
-            issame.append(label == "1")
-            lines.append(line_no)
+    for line_no, line in numbered_lines(path, PairListError):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise PairListError(
+                f"{path}:{line_no}: expected 'label path0 path1' (3 fields), "
+                f"got {len(fields)}: {line.strip()!r}"
+            )
+        label, p0, p1 = fields
+        if label not in ("0", "1"):
+            raise PairListError(f"{path}:{line_no}: label must be 0 or 1, got {label!r}")
+        paths0.append(_resolve(root, p0))
+        paths1.append(_resolve(root, p1))
+        issame.append(label == "1")
+        lines.append(line_no)
     if not issame:
         raise PairListError(f"{path}: no pairs found (empty pair list)")
     return PairList(paths0, paths1, np.array(issame), source=path, line_numbers=np.array(lines))
@@ -153,8 +153,7 @@ def read_lfw_pairs(
     """
     pairs_txt = str(pairs_txt)
     image_root = str(image_root)
-    with open(pairs_txt, encoding="utf-8") as f:
-        numbered = [(i, line.split()) for i, line in enumerate(f, start=1)]
+    numbered = [(i, line.split()) for i, line in numbered_lines(pairs_txt, PairListError)]
     numbered = [(i, fields) for i, fields in numbered if fields]
     if not numbered:
         raise PairListError(f"{pairs_txt}: empty file (expected a header such as '10 300')")

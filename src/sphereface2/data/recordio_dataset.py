@@ -85,6 +85,8 @@ class RecordIODataset(Dataset):
         self.rec_path, idx_path, property_path = locate_recordio(path)
         self.reader = RecordIOReader(self.rec_path, idx_path)
         self.transform = transform if transform is not None else to_tensor
+        # RecordIO stores integer labels only; the attribute keeps every training set alike.
+        self.class_names: list[str] | None = None
         self.skip_corrupt = skip_corrupt
         self._corrupt: dict[int, str] | None = {} if skip_corrupt else None
         self._labels: np.ndarray | None = None

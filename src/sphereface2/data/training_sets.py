@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from sphereface2.data.image_folder import ImageFolderDataset, scan_image_folder
-from sphereface2.data.list_file import ListFileDataset, read_list_file
+from sphereface2.data.list_file import ListFileDataset, read_training_list
 from sphereface2.data.recordio_dataset import RecordIODataset
 from sphereface2.data.transforms import Transform
 
@@ -53,8 +53,9 @@ def open_training_set(
 ) -> TrainingSet:
     """The dataset at ``path`` (see :func:`detect_training_set`).
 
-    Every returned dataset has ``num_classes``, ``labels`` (int64 array) and
-    ``__getitem__(i) -> (image tensor, label)``.
+    Every returned dataset has ``num_classes``, ``labels`` (int64 array),
+    ``class_names`` (``class_names[label]`` is the identity's name, or ``None`` where the
+    set has integer labels only) and ``__getitem__(i) -> (image tensor, label)``.
     """
     kind, file = detect_training_set(path)
     if kind == "recordio":
@@ -69,11 +70,12 @@ def image_samples(
 ) -> tuple[list[tuple[str, int]], list[str] | None]:
     """``(samples, class_names)`` of an image-file training set (list or folder).
 
-    ``root`` applies to lists only. ``class_names`` is ``None`` for lists.
+    ``root`` applies to lists only. ``class_names`` is ``None`` for lists with integer
+    labels.
     """
     kind, file = detect_training_set(path)
     if kind == "recordio":
         raise ValueError(f"{path}: is already a RecordIO training set")
     if kind == "list":
-        return read_list_file(file, root), None
+        return read_training_list(file, root)
     return scan_image_folder(file)
