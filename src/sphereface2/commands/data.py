@@ -1,4 +1,4 @@
-"""``sphereface2 data ...``: pack, pack-pairs, inspect and align data files.
+"""``sphereface2 data ...``: pack, pack-pairs, inspect, align and audit data files.
 
 Each sub-command is one call of a public function of :mod:`sphereface2.data`.
 """
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` family and its sub-commands."""
     parser = subparsers.add_parser(
         "data",
-        help="pack, inspect and align face data files",
+        help="pack, inspect, align and audit face data files",
         description="Convert, check and prepare training and validation data.",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
@@ -115,6 +115,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     inspect.add_argument("--json", action="store_true", help="print machine-readable JSON")
     inspect.set_defaults(func=_run_inspect)
+
+    from sphereface2.commands.data_audit import add_audit_command
+
+    add_audit_command(sub)
 
     try:
         from sphereface2.commands.data_align import add_align_command
