@@ -12,8 +12,13 @@ from PIL import Image
 
 from sphereface2.data.bin_format import read_bin
 from sphereface2.data.decode import ImageDecodeError, decode_image, encode_jpeg
-from sphereface2.data.packing import pack_pairs, pack_training_set, write_recordio
-from sphereface2.data.recordio import RecordIOReader, unpack_record
+from sphereface2.data.packing import (
+    PackOutputExistsError,
+    pack_pairs,
+    pack_training_set,
+    write_recordio,
+)
+from sphereface2.data.recordio import RecordIOReader, RecordIOWriter, unpack_record
 from sphereface2.data.recordio_dataset import RecordIODataset
 from sphereface2.data.transforms import to_tensor
 
@@ -174,4 +179,83 @@ def test_pack_pairs_missing_image_names_the_line(tmp_path):
     pairs.write_text("1 a.jpg a.jpg\n\n0 a.jpg gone.jpg\n")
     with pytest.raises(FileNotFoundError, match=r"gone\.jpg \(pair on line 3 of .*pairs\.txt\)"):
         pack_pairs(pairs, tmp_path / "out.bin")
+    assert not (tmp_path / "out.bin").exists()
+
+
+def _faces(root, names=("ann/1.jpg", "ann/2.jpg", "ben/1.jpg", "cat/1.jpg")) -> None:
+    for i, name in enumerate(names):
+        _write(root / name, encode_jpeg(_gradient(i, size=32)))
+
+
+def test_truncated_jpeg_stops_the_pack_and_nothing_is_written(tmp_path):
+    _faces(tmp_path / "src")
+    whole = (tmp_path / "src/ben/1.jpg").read_bytes()
+    (tmp_path / "src/ben/1.jpg").write_bytes(whole[: len(whole) // 2])  # header still valid
+    with pytest.raises(ImageDecodeError, match=r"src/ben/1\.jpg: cannot decode image"):
+        pack_training_set(tmp_path / "src", tmp_path / "out/train")
+    assert not (tmp_path / "out").exists()  # the folder it made is gone again, and no temps
+
+
+def test_skip_corrupt_leaves_out_and_counts_bad_images(tmp_path):
+    _faces(tmp_path / "src")
+    whole = (tmp_path / "src/ann/2.jpg").read_bytes()
+    (tmp_path / "src/ann/2.jpg").write_bytes(whole[:-60])
+    (tmp_path / "src/cat/1.jpg").write_bytes(b"<html>404</html>")
+    lines: list[str] = []
+    with pytest.warns(RuntimeWarning, match="1 label"):  # cat (label 2) has no image left
+        result = pack_training_set(
+            tmp_path / "src", tmp_path / "out/train", skip_corrupt=True, log=lines.append
+        )
+    assert result["images"] == 2 and result["skipped"] == 2
+    assert result["num_classes"] == 3 and result["class_names"] == ["ann", "ben", "cat"]
+    assert [m.split(":")[0] for m in result["skipped_images"]] == [
+        str(tmp_path / "src/ann/2.jpg"),
+        str(tmp_path / "src/cat/1.jpg"),
+    ]
+    assert lines == [f"skipped: {m}" for m in result["skipped_images"]]
+    ds = RecordIODataset(tmp_path / "out")
+    assert ds.labels.tolist() == [0, 1] and ds.num_classes == 3
+    expected = to_tensor(decode_image((tmp_path / "src/ben/1.jpg").read_bytes()))
+    torch.testing.assert_close(ds[1][0], expected, rtol=0, atol=0)
+
+
+def test_existing_set_is_refused_unless_overwrite(tmp_path):
+    _faces(tmp_path / "src")
+    first = pack_training_set(tmp_path / "src", tmp_path / "out/train")
+    with pytest.raises(PackOutputExistsError, match=r"out already holds a training set \("):
+        pack_training_set(tmp_path / "src", tmp_path / "out/train")
+    # Another prefix in the same folder would overwrite the shared 'property'.
+    with pytest.raises(PackOutputExistsError, match=r"\(property\); pass --overwrite"):
+        pack_training_set(tmp_path / "src", tmp_path / "out/other")
+    (tmp_path / "src/ann/2.jpg").unlink()
+    second = pack_training_set(tmp_path / "src", tmp_path / "out/train", overwrite=True)
+    assert (first["images"], second["images"]) == (4, 3)
+    assert len(RecordIODataset(tmp_path / "out")) == 3
+
+
+def test_a_failed_write_leaves_no_temp_files_and_keeps_the_old_set(tmp_path, monkeypatch):
+    write_recordio(tmp_path / "out/train", [(_gradient(i), i % 2) for i in range(4)])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    writes = iter(range(3))
+
+    def failing_write(self, key, payload):
+        if next(writes, None) is None:  # the 4th record: the .rec/.idx temps hold three
+            raise OSError(28, "No space left on device")
+        return original_write(self, key, payload)
+
+    original_write = RecordIOWriter.write
+    monkeypatch.setattr(RecordIOWriter, "write", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        write_recordio(tmp_path / "out/train", [(_gradient(i), 0) for i in range(5)])
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert after == before  # no .tmp files, and the earlier set untouched
+
+
+def test_pack_pairs_decodes_every_image(tmp_path):
+    jpeg = encode_jpeg(_gradient(0, size=32))
+    _write(tmp_path / "a.jpg", jpeg)
+    _write(tmp_path / "cut.jpg", jpeg[: len(jpeg) // 2])
+    (tmp_path / "pairs.txt").write_text("1 a.jpg a.jpg\n0 a.jpg cut.jpg\n")
+    with pytest.raises(ImageDecodeError, match=r"cut\.jpg \(pair on line 2 of .*truncated"):
+        pack_pairs(tmp_path / "pairs.txt", tmp_path / "out.bin")
     assert not (tmp_path / "out.bin").exists()
