@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from sphereface2.cli import main
-from sphereface2.data.bin_format import read_bin
+from sphereface2.data.bin_format import read_bin, write_bin
 from sphereface2.data.decode import encode_jpeg
 from sphereface2.data.recordio_dataset import RecordIODataset
 
@@ -80,3 +83,41 @@ def test_help_texts(capsys):
         main(["data", "pack", "--help"])
     assert "copied byte for byte" in capsys.readouterr().out
     assert main(["data"]) == 2  # no sub-command: prints the family's help
+
+
+def test_pack_skip_corrupt_overwrite_and_refusal(tmp_path, capsys):
+    _faces(tmp_path / "faces")
+    jpeg = (tmp_path / "faces/ben/1.jpg").read_bytes()
+    (tmp_path / "faces/ben/1.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    out = str(tmp_path / "out/train")
+    assert main(["data", "pack", str(tmp_path / "faces"), out]) == 1
+    err = capsys.readouterr().err
+    assert "ben/1.jpg: cannot decode image" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+    assert main(["data", "pack", str(tmp_path / "faces"), out, "--skip-corrupt"]) == 0
+    captured = capsys.readouterr()
+    assert "4 images of 2 identities" in captured.out
+    assert "skipped 1 images that failed to decode" in captured.out
+    assert "skipped: " in captured.err and "ben/1.jpg" in captured.err
+
+    assert main(["data", "pack", str(tmp_path / "faces"), out, "--skip-corrupt"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a training set" in err and "--overwrite" in err
+    (tmp_path / "faces/ben/1.jpg").write_bytes(jpeg)
+    assert main(["data", "pack", str(tmp_path / "faces"), out, "--overwrite"]) == 0
+    assert len(RecordIODataset(tmp_path / "out")) == 5
+
+
+def test_inspect_piped_into_head_is_quiet(tmp_path):
+    # Far more output than a pipe buffer holds, so the writer is still writing when head
+    # exits: without care Python prints a BrokenPipeError traceback.
+    write_bin(tmp_path / "val.bin", [b"not an image %d" % i for i in range(4000)], [False] * 2000)
+    command = (
+        f"{shlex.quote(sys.executable)} -m sphereface2 data inspect "
+        f"{shlex.quote(str(tmp_path / 'val.bin'))} --samples 4000 2> {tmp_path / 'err.txt'} "
+        f"| head -1"
+    )
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout == f"{tmp_path / 'val.bin'}: bin\n"
+    assert (tmp_path / "err.txt").read_text() == ""

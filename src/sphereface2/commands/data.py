@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -18,7 +19,13 @@ def _run_pack(args: argparse.Namespace) -> int:
     from sphereface2.data.packing import pack_training_set
 
     result = pack_training_set(
-        args.src, args.out_prefix, quality=args.quality, root=args.root, log=_log
+        args.src,
+        args.out_prefix,
+        quality=args.quality,
+        root=args.root,
+        log=_log,
+        skip_corrupt=args.skip_corrupt,
+        overwrite=args.overwrite,
     )
     sizes = ", ".join(f"{k} x{v}" for k, v in result["image_sizes"].items())
     print(
@@ -26,6 +33,8 @@ def _run_pack(args: argparse.Namespace) -> int:
         f"{result['num_classes']} identities ({result['copied']} JPEGs copied as they are, "
         f"{result['reencoded']} re-encoded at quality {args.quality}; sizes {sizes})"
     )
+    if args.skip_corrupt:
+        print(f"skipped {result['skipped']} images that failed to decode (listed on stderr)")
     print(f"wrote {result['property']}")
     return 0
 
@@ -42,12 +51,29 @@ def _run_pack_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_inspect(args: argparse.Namespace) -> int:
-    from sphereface2.data.inspect import format_inspection, inspect_path
+def _print_to_pipe(text: str) -> None:
+    """Print ``text``; a reader that stops early (``| head``) ends the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
-    info = inspect_path(args.path, samples=args.samples)
-    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
-    return 1 if info.get("failed") else 0
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from sphereface2.data.inspect import format_inspection, has_problems, inspect_path
+
+    info = inspect_path(
+        args.path,
+        samples=args.samples,
+        lfw_root=args.lfw_root,
+        check_labels=not args.no_label_check,
+        log=_log,
+    )
+    _print_to_pipe(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    return 1 if has_problems(info) else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,8 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Pack a training set into InsightFace's MS1M-style RecordIO: OUT_PREFIX.rec, "
             "OUT_PREFIX.idx and a 'property' file next to them. SRC is a folder with one "
             "sub-folder per identity, a folder holding label.txt, or a list file ('path "
-            "label' lines, 'path' lines labelled by folder, or an MXNet .lst). JPEG files are "
-            "copied byte for byte; other formats are JPEG-encoded at --quality."
+            "label' lines, 'path name' lines with identity names, 'path' lines labelled by "
+            "folder, or an MXNet .lst). Every image is decoded once to check it; JPEG files "
+            "are then copied byte for byte, other formats JPEG-encoded at --quality. An image "
+            "that fails to decode stops the pack (naming it) unless --skip-corrupt. A folder "
+            "that already holds 'property' or OUT_PREFIX.rec/.idx is refused unless "
+            "--overwrite; a failed pack leaves no partial files."
         ),
     )
     pack.add_argument("src", metavar="SRC", help="image folder or list file")
@@ -78,6 +108,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pack.add_argument(
         "--root", default=None, help="folder that list paths are relative to (default: the list's)"
+    )
+    pack.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="leave out images that fail to decode (each is named on stderr) instead of stopping",
+    )
+    pack.add_argument(
+        "--overwrite", action="store_true", help="replace a training set already in the folder"
     )
     pack.set_defaults(func=_run_pack)
 
@@ -103,15 +141,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     inspect = sub.add_parser(
         "inspect",
-        help="summarise a .rec, .bin, list, pair list or image folder",
+        help="summarise and check a .rec, .bin, list, pair list, LFW pairs.txt or image folder",
         description=(
-            "Print what PATH holds (identities, images, pairs, sizes) and decode a few evenly "
-            "spaced images. Exits with status 1 when a sampled image fails to decode."
+            "Print what PATH holds (identities, images, pairs, sizes), check every label "
+            "(a RecordIO set's record headers are all read, no image is decoded; list lines "
+            "are all parsed; every image of a pair list is looked for) and decode --samples "
+            "evenly spaced images. Exits with status 1 when a label, a file or a sampled "
+            "image has a problem."
         ),
     )
     inspect.add_argument("path", metavar="PATH", help="file or folder to inspect")
     inspect.add_argument(
         "--samples", type=int, default=5, help="number of images to decode (default: 5)"
+    )
+    inspect.add_argument(
+        "--lfw-root",
+        default=None,
+        metavar="DIR",
+        help="read PATH as LFW's pairs.txt with images DIR/name/name_000N.jpg",
+    )
+    inspect.add_argument(
+        "--no-label-check",
+        action="store_true",
+        help="skip reading every RecordIO record header (faster on huge sets)",
     )
     inspect.add_argument("--json", action="store_true", help="print machine-readable JSON")
     inspect.set_defaults(func=_run_inspect)

@@ -14,6 +14,8 @@ they come from the identity records (one small read per identity instead of one 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,21 @@ def read_property(path: str | os.PathLike) -> tuple[int, int, int]:
     if len(values) != 3 or min(values) <= 0:
         raise ValueError(f"{path}: expected 'num_classes,height,width' (positive), got {text!r}")
     return values  # type: ignore[return-value]
+
+
+@dataclass
+class LabelCheck:
+    """What :meth:`RecordIODataset.check_labels` found."""
+
+    checked: int  # image records whose header was read
+    labels: np.ndarray  # each image's header label; -1 where the header or label is bad
+    problems: list[str] = field(default_factory=list)  # the first few messages
+    problem_count: int = 0
+
+    def add(self, message: str, show: int) -> None:
+        self.problem_count += 1
+        if len(self.problems) < show:
+            self.problems.append(message)
 
 
 def header_label(header: IRHeader, where: str) -> int:
@@ -182,7 +199,44 @@ class RecordIODataset(Dataset):
             )
         return labels
 
-    def _labels_from_identities(self) -> np.ndarray:
+    def check_labels(self, show: int = 20, log: Callable[[int], None] | None = None) -> LabelCheck:
+        """Read the header (not the image) of every image record and check its label.
+
+        Each label must be a class index; in the MS1M layout it must equal the identity
+        record that owns the key, otherwise it must be below the ``property`` class count.
+        Problems are collected, not raised (the first ``show`` messages are kept), so one
+        pass reports them all. ``log(done)`` is called every 100,000 records.
+        """
+        expected = self._labels_from_identities(spot_check=False) if self.meta else None
+        id_start = self.meta[0] if self.meta else 0
+        labels = np.full(len(self._keys), -1, dtype=np.int64)
+        check = LabelCheck(checked=len(self._keys), labels=labels)
+        for i, key in enumerate(self._keys.tolist()):
+            if log is not None and i and i % 100_000 == 0:
+                log(i)
+            where = self.reader.describe(key)
+            try:
+                label = header_label(self.reader.read_header(key), where)
+            except (RecordIOError, ValueError) as err:
+                check.add(str(err), show)
+                continue
+            if expected is not None and label != expected[i]:
+                check.add(
+                    f"{where}: header label {label} disagrees with identity record "
+                    f"{id_start + expected[i]} (identity {expected[i]})",
+                    show,
+                )
+            elif expected is None and self._num_classes is not None and label >= self._num_classes:
+                check.add(
+                    f"{where}: label {label} is out of range for the {self._num_classes} "
+                    f"classes of {self.property_path}",
+                    show,
+                )
+            else:
+                labels[i] = label
+        return check
+
+    def _labels_from_identities(self, spot_check: bool = True) -> np.ndarray:
         assert self.meta is not None
         id_start, id_end = self.meta
         labels = np.full(id_start - 1, -1, dtype=np.int64)
@@ -208,7 +262,8 @@ class RecordIODataset(Dataset):
                 f"{self.rec_path}: {(labels < 0).sum()} image(s) belong to no identity record, "
                 f"first key {key}"
             )
-        self._spot_check(ranges)
+        if spot_check:
+            self._spot_check(ranges)
         self._class_ranges = ranges
         return labels
 
