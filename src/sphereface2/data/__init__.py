@@ -18,8 +18,13 @@ from sphereface2.data.decode import ImageDecodeError, decode_image, encode_jpeg,
 from sphereface2.data.image_folder import ImageFolderDataset, scan_image_folder
 from sphereface2.data.inspect import format_inspection, inspect_path
 from sphereface2.data.label_noise import NoisyLabelDataset, inject_label_noise
-from sphereface2.data.list_file import ListFileDataset, read_list_file
-from sphereface2.data.packing import pack_pairs, pack_training_set, write_recordio
+from sphereface2.data.list_file import ListFileDataset, read_list_file, read_training_list
+from sphereface2.data.packing import (
+    PackOutputExistsError,
+    pack_pairs,
+    pack_training_set,
+    write_recordio,
+)
 from sphereface2.data.pairs import (
     PairImageDataset,
     PairList,
@@ -50,6 +55,7 @@ __all__ = [
     "ImageFolderDataset",
     "ListFileDataset",
     "NoisyLabelDataset",
+    "PackOutputExistsError",
     "PairImageDataset",
     "PairList",
     "RecordIODataset",
@@ -78,6 +84,7 @@ __all__ = [
     "read_lfw_pairs",
     "read_list_file",
     "read_pair_list",
+    "read_training_list",
     "scan_image_folder",
     "to_tensor",
     "train_transform",
