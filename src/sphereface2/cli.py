@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sphereface2 import __version__
 
 # Families in the order they appear in --help; each module adds its own sub-commands.
 _COMMAND_MODULES = ("demo", "data", "train", "evaluate", "export")
+#: Set to 1 to see the traceback of the failures that are otherwise reported in one line.
+DEBUG_ENV = "SPHEREFACE2_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sphereface2",
         description="Train and evaluate face recognition models with the SphereFace2 loss.",
+        epilog=f"Known failures are one line on stderr; {DEBUG_ENV}=1 shows their traceback.",
     )
     parser.add_argument("--version", action="version", version=f"sphereface2 {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -29,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; known failures print one line on stderr and return 1."""
+    from sphereface2.commands.os_errors import describe_os_error
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -40,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
-        # Known, user-facing failures: one clear line, no traceback.
-        print(f"sphereface2 {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
+        # Known, user-facing failures: one clear line, no traceback (unless debugging).
+        if _debugging():
+            raise
+        message = describe_os_error(err) if isinstance(err, OSError) else str(err)
+        if isinstance(err, OSError) and err.errno is not None:
+            message += f" (set {DEBUG_ENV}=1 for the traceback)"
+        print(f"sphereface2 {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 1
     return int(result or 0)
 

@@ -17,6 +17,7 @@ import tiny_eval_data as tiny  # noqa: E402
 from sphereface2 import cli  # noqa: E402
 from sphereface2.commands import export as export_cmd  # noqa: E402
 from sphereface2.evaluate.model_loading import load_embedding_model  # noqa: E402
+from sphereface2.export.onnx_export import supported_opsets  # noqa: E402
 
 
 def _run(argv: list[str]) -> int:
@@ -83,3 +84,33 @@ def test_errors_through_main(run_dir, tmp_path, monkeypatch, capsys):
     argv = ["embed", str(run_dir), str(tmp_path / "nothing_here"), str(tmp_path / "o")]
     assert cli.main(argv + ["--device", "cpu"]) == 1
     assert "sphereface2 embed: error: data not found:" in capsys.readouterr().err
+
+
+def test_embed_checks_its_output_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    families = tuple(dict.fromkeys((*cli._COMMAND_MODULES, "export")))
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", families)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    # Neither the model nor the data exist: the output check must come first.
+    argv = ["embed", str(tmp_path / "none.pt"), str(tmp_path / "none"), str(blocker / "emb")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot create the folder of the embeddings output {blocker}: " in err
+    (tmp_path / "emb.csv").mkdir()  # a folder where an output file goes
+    assert cli.main(["embed", "none.pt", "none", str(tmp_path / "emb")]) == 1
+    assert f"cannot write the embeddings output {tmp_path / 'emb.csv'}: " in capsys.readouterr().err
+
+
+def test_export_opset_out_of_range_is_one_line_without_the_graph(run_dir, tmp_path, capsys):
+    assert cli.main(["export", str(run_dir), str(tmp_path / "o"), "--opset", "3"]) == 1
+    captured = capsys.readouterr()
+    assert "graph(" not in captured.out + captured.err
+    lines = captured.err.strip().splitlines()
+    assert lines == [
+        "sphereface2 export: error: the torchscript exporter writes opset 7 or newer, up to "
+        f"{supported_opsets('torchscript').stop - 1}; got opset=3"
+    ]
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    assert supported_opsets("torchscript").start == 7
+    assert supported_opsets("dynamo").start == 18

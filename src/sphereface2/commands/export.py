@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from sphereface2.commands.evaluate import resolve_device
+from sphereface2.commands.outputs import check_writable_file, check_writable_folder
 
 _EXPORT_EPILOG = """\
 examples:
@@ -56,7 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--format", choices=("onnx", "safetensors", "both"), default="onnx", help="(default onnx)"
     )
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    export.add_argument(
+        "--opset",
+        type=int,
+        default=17,
+        help="ONNX opset (default 17; 7 to 20 with torchscript, 18 and newer with dynamo)",
+    )
     export.add_argument(
         "--exporter",
         choices=("torchscript", "dynamo"),
@@ -112,10 +118,13 @@ def _onnx_path(out: str, fmt: str) -> Path:
 
 def run_export(args: argparse.Namespace) -> int:
     from sphereface2.evaluate.model_loading import load_embedding_model
-    from sphereface2.export.onnx_export import export_onnx
+    from sphereface2.export.onnx_export import check_opset, export_onnx
     from sphereface2.export.safetensors_export import export_safetensors
 
     onnx_out = _onnx_path(args.out, args.format) if args.format != "safetensors" else None
+    if onnx_out is not None:
+        check_opset(args.opset, args.exporter)
+    check_writable_folder(onnx_out.parent if onnx_out else args.out, "the output folder")
     model = load_embedding_model(args.model, "cpu", args.average_last)
     print(f"model: {model.description}", file=sys.stderr)
     if onnx_out is not None:
@@ -148,10 +157,12 @@ def run_export(args: argparse.Namespace) -> int:
 def run_embed(args: argparse.Namespace) -> int:
     from sphereface2.evaluate.model_loading import load_embedding_model
     from sphereface2.evaluate.runner import ProgressPrinter
-    from sphereface2.export.embeddings import embed_to_files
+    from sphereface2.export.embeddings import embed_to_files, output_paths
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    for path in output_paths(args.out).values():  # before the long embedding
+        check_writable_file(path, "the embeddings output")
     model = load_embedding_model(args.model, resolve_device(args.device), args.average_last)
     print(f"model: {model.description}", file=sys.stderr)
     summary = embed_to_files(

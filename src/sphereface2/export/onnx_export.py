@@ -50,6 +50,32 @@ class ExportCheckError(RuntimeError):
     """The exported model's outputs differ from PyTorch's beyond the tolerance."""
 
 
+def supported_opsets(exporter: str) -> range:
+    """The ONNX opsets that torch.onnx writes with ``exporter`` (torch's own limits)."""
+    try:
+        from torch.onnx import _constants as limits
+
+        low = limits.ONNX_MIN_OPSET
+        high_torchscript = limits.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+        high = limits.ONNX_MAX_OPSET
+    except (ImportError, AttributeError):  # a private module: fall back to torch 2.x values
+        low, high_torchscript, high = 7, 20, 23
+    return range(low, high_torchscript + 1) if exporter == "torchscript" else range(18, high + 1)
+
+
+def check_opset(opset: int, exporter: str) -> None:
+    """Raise ValueError naming the supported range unless ``exporter`` writes ``opset``
+    (checked before exporting: torch's own refusal comes after a dump of the graph)."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
+    valid = supported_opsets(exporter)
+    if opset not in valid:
+        raise ValueError(
+            f"the {exporter} exporter writes opset {valid.start} or newer, up to "
+            f"{valid.stop - 1}; got opset={opset}"
+        )
+
+
 def _export_torchscript(
     module: torch.nn.Module, example: torch.Tensor, out: Path, opset: int, dynamic: bool
 ) -> None:
@@ -168,7 +194,8 @@ def export_onnx(
         model_or_path: a loaded PyTorch :class:`EmbeddingModel`, a backbone ``nn.Module``
             (with ``config``), or a path that :func:`load_embedding_model` opens.
         out_path: the ``.onnx`` file to write (folders are created).
-        opset: ONNX opset (the dynamo exporter needs >= 18).
+        opset: ONNX opset (see :func:`supported_opsets`: 7 to 20 with TorchScript, 18 and
+            newer with dynamo, in torch 2.x).
         dynamic_batch: make the batch axis symbolic (else the graph is fixed at batch 1).
         exporter: ``"torchscript"`` (default) or ``"dynamo"`` (see the module docstring).
         config: the model config when ``model_or_path`` is a bare module.
@@ -188,11 +215,8 @@ def export_onnx(
     """
     onnx = require_optional("onnx", "ONNX export")
     onnxruntime = require_optional("onnxruntime", "checking an ONNX export")
-    if exporter not in EXPORTERS:
-        raise ValueError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
+    check_opset(opset, exporter)
     if exporter == "dynamo":
-        if opset < 18:
-            raise ValueError(f"the dynamo exporter writes opset 18 or newer, got opset={opset}")
         require_optional("onnxscript", "the dynamo ONNX exporter")
     started = time.perf_counter()
     model = as_torch_model(model_or_path, config, average_last)
