@@ -16,6 +16,7 @@ EXPECTED_NAMES = [
     "iresnet200",
     "iresnet34",
     "iresnet50",
+    "mobilefacenet",
     "sfnet10",
     "sfnet20",
     "sfnet36",
@@ -40,6 +41,7 @@ def test_unknown_name_lists_valid_names() -> None:
 def test_options_per_family() -> None:
     assert backbone_options("sfnet20") == ["batch_norm", "width", "input_size", "dropout"]
     assert backbone_options("iresnet50") == ["dropout", "width", "input_size"]
+    assert backbone_options("mobilefacenet") == ["blocks", "scale", "width", "input_size"]
 
 
 def test_unknown_option_lists_valid_options() -> None:

@@ -26,8 +26,9 @@ def backbone_options(name: str) -> list[str]:
 def build_backbone(name: str, embedding_dim: int = 512, **options: Any) -> nn.Module:
     """Build the registered backbone ``name`` (e.g. ``"sfnet20"``, ``"iresnet50"``).
 
-    ``options`` are the family's keyword options (``width``, ``input_size``, and
-    ``batch_norm`` for SFNet or ``dropout`` for both); an unknown name raises
+    ``options`` are the family's keyword options (``width``, ``input_size``; ``batch_norm``
+    for SFNet, ``dropout`` for SFNet and IResNet, ``blocks`` and ``scale`` for
+    ``"mobilefacenet"``); an unknown name raises
     ``UnknownNameError`` listing the valid names, an unknown option a ``TypeError``
     listing the valid options, and a bad value a ``ValueError`` naming the option.
     """
