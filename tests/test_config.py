@@ -152,3 +152,64 @@ def test_configs_exist():
     names = {p.relative_to(REPO / "configs").as_posix() for p in CONFIGS}
     assert "demo.yaml" in names
     assert len([n for n in names if n.startswith("paper/")]) >= 15
+
+
+# --------------------------------------------------------------------------------------
+# Option values (checked by the builders at load time) and file encoding
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("r: 30,", "r: 30, lam: 1.5,"), "cfg.yaml: head.params.lam: must be < 1, got 1.5"),
+        (("r: 30,", "r: -2,"), "cfg.yaml: head.params.r: must be > 0, got -2"),
+        (("m: 0.3", "m: 0.3, margin_type: Q"), "head.params.margin_type: must be one of 'C', "),
+        (("width: 0.125", "width: -1"), "cfg.yaml: model.options.width: must be a positive"),
+        (("width: 0.125", "dropout: 1.5"), "cfg.yaml: model.options.dropout: must be in [0, 1)"),
+        (("width: 0.125", "batch_norm: 2"), "model.options.batch_norm: must be true or false"),
+        (("[16, 16]", "[8, 8]"), "cfg.yaml: model.input_size: 8x8 is too small: H and W must"),
+    ],
+)
+def test_option_values_name_the_file_and_key(tmp_path, edit, message):
+    old, new = edit
+    assert old in MINIMAL
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, MINIMAL.replace(old, new, 1)))
+    assert message in str(info.value)
+
+
+def test_a_bad_option_value_from_an_override_says_so(tmp_path):
+    path = _write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["head.params.lam=1.5"])
+    assert str(info.value) == (
+        f"{path}: head.params.lam: must be < 1, got 1.5 (set by the override head.params.lam=...)"
+    )
+
+
+def test_checking_option_values_allocates_nothing_big_and_keeps_the_random_stream(tmp_path):
+    import sys
+
+    import torch
+
+    big = MINIMAL.replace(
+        "backbone: sfnet4, embedding_dim: 8", "backbone: iresnet200, embedding_dim: 8"
+    )
+    state = torch.get_rng_state()
+    dynamo_before = "torch._dynamo" in sys.modules
+    load_config(_write(tmp_path, big))  # a real IResNet-200 would be 119M parameters
+    assert torch.equal(torch.get_rng_state(), state)
+    # The backbone is built on the meta device with its random fills skipped, which would
+    # otherwise import torch._dynamo (about a second per process).
+    assert dynamo_before or "torch._dynamo" not in sys.modules
+
+
+def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(MINIMAL.replace("name: tiny", "name: caf\xe9").encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: not UTF-8 text (byte 0xe9 on line 1); save the config as UTF-8"
+    )

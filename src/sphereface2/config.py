@@ -13,7 +13,8 @@ list/mapping), applied before validation so they are checked the same way.
 Names are checked against the registries: the backbone and head names must be registered
 and ``model.options`` / ``head.params`` may only hold keyword arguments that the chosen
 builder accepts (the registries list the valid names and options). Option *values* are
-checked by the builders when the model is built.
+checked by the builders themselves, called at load time without allocating the model
+(:mod:`sphereface2.config_options`), so they too name the file and the key.
 """
 
 from __future__ import annotations
@@ -474,6 +475,22 @@ def check_names(cfg: TrainConfig, source: str = "<config>") -> None:
             )
 
 
+def _check_option_values(cfg: TrainConfig, source: str) -> None:
+    from sphereface2.config_options import check_option_values
+
+    model = cfg.model
+    problem = check_option_values(
+        model.backbone,
+        model.embedding_dim,
+        model.input_size,
+        model.options,
+        cfg.head.name,
+        cfg.head.params,
+    )
+    if problem is not None:
+        _fail(source, *problem)
+
+
 # --------------------------------------------------------------------------------------
 # Overrides, loading, saving, diffing
 # --------------------------------------------------------------------------------------
@@ -541,6 +558,7 @@ def config_from_dict(
         cfg = _build_dataclass(TrainConfig, raw, "", source)
         _check_values(cfg, source)
         check_names(cfg, source)
+        _check_option_values(cfg, source)
     except ConfigError as err:
         message = str(err)
         for key in overridden:  # say where a bad value came from
@@ -560,6 +578,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{source}: config file not found") from None
     except OSError as err:
         raise ConfigError(f"{source}: cannot read config file: {err}") from None
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{source}: not UTF-8 text (byte 0x{err.object[err.start]:02x} on line {line}); "
+            "save the config as UTF-8"
+        ) from None
     return config_from_dict(parse_yaml(text, source), source, overrides)
 
 
