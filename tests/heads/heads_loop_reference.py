@@ -2,6 +2,12 @@
 
 Nothing here imports the library; tests compare the heads against these functions. Inputs
 are nested lists: X (B x d) embeddings, W (K x d) proxies, labels (B ints).
+
+Angular margins (ArcFace, SphereFace2 A and M) are written as published, cos of the shifted
+angle while that angle is at most pi. Past pi the published form is clamped at cos(pi) = -1;
+that value is kept with ``gradient="detached"``, and with ``"full"`` the heads continue it
+as c - cos(theta0) - 1, theta0 being the angle where the shift reaches pi (the value -1 at
+theta0, then the slope of c itself).
 """
 
 from __future__ import annotations
@@ -38,12 +44,19 @@ def g(z: float, t: float) -> float:
     return 2.0 * ((z + 1.0) / 2.0) ** t - 1.0
 
 
-def sf2_positive(c: float, margin_type: str, r: float, m: float, t: float, b: float) -> float:
+def sf2_positive(
+    c: float, margin_type: str, r: float, m: float, t: float, b: float, gradient: str = "full"
+) -> float:
     if margin_type == "C":
         return r * (g(c, t) - m) + b
     theta = math.acos(c)
-    shifted = min(theta + m, math.pi) if margin_type == "A" else min(m * theta, math.pi)
-    return r * g(math.cos(shifted), t) + b
+    shifted = theta + m if margin_type == "A" else m * theta
+    if shifted <= math.pi:
+        return r * g(math.cos(shifted), t) + b
+    if gradient == "detached":
+        return r * g(math.cos(math.pi), t) + b  # the published clamp: -r + b
+    theta0 = math.pi - m if margin_type == "A" else math.pi / m
+    return r * (c - math.cos(theta0) - 1.0) + b
 
 
 def sf2_negative(c: float, margin_type: str, r: float, m: float, t: float, b: float) -> float:
@@ -51,14 +64,18 @@ def sf2_negative(c: float, margin_type: str, r: float, m: float, t: float, b: fl
 
 
 def sf2_loss(X: Matrix, W: Matrix, b: float, labels: list[int], **hp: float | str) -> float:
-    """lw * mean_n [ lam/r softplus(-P_n) + (1-lam)/r sum_{i != y} softplus(N_ni) ]."""
+    """lw * mean_n [ lam/r softplus(-P_n) + (1-lam)/r sum_{i != y} softplus(N_ni) ].
+
+    ``hp`` may hold "gradient" (default "full"): it selects the value of P past pi.
+    """
     mt, lam, r, m, t, lw = (hp[k] for k in ("margin_type", "lam", "r", "m", "t", "lw"))
+    gradient = str(hp.get("gradient", "full"))
     total = 0.0
     for x, y in zip(X, labels):
         for i, w in enumerate(W):
             c = cosine(x, w)
             if i == y:
-                total += lam / r * softplus(-sf2_positive(c, mt, r, m, t, b))
+                total += lam / r * softplus(-sf2_positive(c, mt, r, m, t, b, gradient))
             else:
                 total += (1.0 - lam) / r * softplus(sf2_negative(c, mt, r, m, t, b))
     return lw * total / len(X)
@@ -95,7 +112,7 @@ def sf2_detached_grads(
         for i, w in enumerate(W):
             c = cosine(x, w)
             if i == y:
-                s = sigmoid(-sf2_positive(c, mt, r, m, t, b))
+                s = sigmoid(-sf2_positive(c, mt, r, m, t, b, "detached"))
                 dcos[n][i] = -scale * lam * s
                 gb += -scale * lam / r * s
             else:
@@ -106,8 +123,13 @@ def sf2_detached_grads(
     return gX, gW, gb
 
 
-def arcface_target(c: float, s: float, m: float) -> float:
-    return s * math.cos(min(math.acos(c) + m, math.pi))
+def arcface_target(c: float, s: float, m: float, gradient: str = "full") -> float:
+    shifted = math.acos(c) + m
+    if shifted <= math.pi:
+        return s * math.cos(shifted)
+    if gradient == "detached":
+        return s * math.cos(math.pi)  # the published clamp: -s
+    return s * (c + math.cos(m) - 1.0)  # theta0 = pi - m, cos(theta0) = -cos(m)
 
 
 def sphereface_psi(theta: float, m: float) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -48,10 +50,12 @@ def test_slopes_equal_autograd_of_the_logits(margin_type, m, gradient, t):
         torch.testing.assert_close(slope, expected_slope, rtol=1e-10, atol=1e-12)
 
 
-def test_slopes_are_zero_past_the_angle_clamp_and_the_cosine_clamp():
+def test_slopes_past_pi_are_r_and_zero_past_the_cosine_clamp():
     spec = {"r": 7.0, "t": 3.0, "gradient": "full"}
-    _, slope = positive_value_and_slope(torch.tensor([-0.9, 0.9]), margin_type="A", m=2.0, **spec)
-    assert slope[0] == 0.0 and slope[1] != 0.0  # theta + m > pi only for the first
+    cos = torch.tensor([-0.9, 0.9])
+    value, slope = positive_value_and_slope(cos, margin_type="A", m=2.0, **spec)
+    assert slope[0] == 7.0 and slope[1] != 7.0  # theta + m > pi only for the first
+    assert value[0].item() == pytest.approx(7.0 * (-0.9 - math.cos(math.pi - 2.0) - 1.0))
     beyond = torch.tensor([1.0 + 1e-6, -1.0 - 1e-6], dtype=torch.float64)
     _, slope = negative_value_and_slope(beyond, margin_type="C", m=0.4, **spec)
     assert torch.all(slope == 0.0)

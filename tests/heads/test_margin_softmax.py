@@ -40,14 +40,14 @@ def prepare(head: torch.nn.Module) -> torch.nn.Module:
     return head
 
 
-def loop_target(name: str, s: float, m: float):
+def loop_target(name: str, s: float, m: float, mode: str = "full"):
     """The label column's logit as a function of cos_y, written from the equations."""
     if name == "normface":
         return lambda c: s * c
     if name == "cosface":
         return lambda c: s * (c - m)
     if name == "arcface":
-        return lambda c: ref.arcface_target(c, s, m)
+        return lambda c: ref.arcface_target(c, s, m, mode)
     return lambda c: s * ref.sphereface_psi(math.acos(c), m)
 
 
@@ -70,7 +70,7 @@ def test_normalised_heads_match_loops(name, cls, kwargs, mode):
     loss = head(x, LABELS)
     loss.backward()
     X, W, labels = x.tolist(), head.weight.tolist(), LABELS.tolist()
-    target = loop_target(name, head.s, getattr(head, "m", 0.0))
+    target = loop_target(name, head.s, getattr(head, "m", 0.0), mode)
 
     def loop(X_, W_):
         return ref.ce_loss(X_, W_, labels, head.s, target)
@@ -153,22 +153,25 @@ def test_gradcheck_softmax_head():
     assert torch.autograd.gradcheck(fn, (x, w, b))
 
 
-def test_arcface_target_clamps_at_pi_and_stays_monotone():
+def test_arcface_target_is_continued_past_pi_and_detached_keeps_the_clamp():
     s, m = 30.0, 0.5
     theta = torch.linspace(0.0, math.pi, 2001, dtype=torch.float64)
     cos_y = torch.cos(theta).requires_grad_(True)
     full = arcface_target(cos_y, s, m, "full")
-    assert torch.all(full[1:] <= full[:-1])  # non-increasing in theta
+    assert torch.all(full[1:] < full[:-1])  # strictly decreasing in theta
     beyond = theta >= math.pi - m + 1e-3
-    torch.testing.assert_close(full[beyond], torch.full_like(full[beyond], -s))
+    expected = s * (cos_y.detach()[beyond] + math.cos(m) - 1.0)
+    torch.testing.assert_close(full[beyond], expected, rtol=1e-12, atol=1e-12)
     inside = (theta > 1e-2) & (theta < math.pi - m - 1e-3)
     torch.testing.assert_close(full[inside], s * torch.cos(theta[inside] + m))
     full.sum().backward()
-    assert torch.all(cos_y.grad[beyond] == 0)  # clamped: no gradient through the target
+    torch.testing.assert_close(cos_y.grad[beyond], torch.full_like(full[beyond], s))
     assert torch.all(cos_y.grad[inside] > 0)
     detached_cos = torch.cos(theta).requires_grad_(True)
     detached = arcface_target(detached_cos, s, m, "detached")
-    torch.testing.assert_close(detached, full.detach())
+    # OpenSphere's value: s * cos(min(theta + m, pi)), flat at -s past pi - m.
+    torch.testing.assert_close(detached[inside], full.detach()[inside])
+    torch.testing.assert_close(detached[beyond], torch.full_like(full[beyond], -s))
     detached.sum().backward()
     torch.testing.assert_close(detached_cos.grad, torch.full_like(detached_cos, s))
 

@@ -48,6 +48,7 @@ def hyper(head: SphereFace2Head) -> dict:
         "m": head.m,
         "t": head.t,
         "lw": head.lw,
+        "gradient": head.gradient,
     }
 
 
@@ -107,7 +108,7 @@ def test_detached_gradient_same_value_and_analytic_gradient(margin_type, hp):
 
 @pytest.mark.parametrize(("margin_type", "m"), [("C", 0.4), ("A", 0.5), ("M", 1.7), ("M", 0.6)])
 def test_logits_over_the_whole_cosine_range(margin_type, m):
-    """Including the angles where A and M clamp the shifted angle at pi."""
+    """Including the angles where A and M's shifted angle passes pi (the continuation)."""
     grid = [-0.999 + 1.998 * k / 200 for k in range(201)]
     cos = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
     hp = {"margin_type": margin_type, "r": 7.0, "m": m, "t": 3.0}
@@ -130,10 +131,15 @@ def test_logits_over_the_whole_cosine_range(margin_type, m):
     torch.testing.assert_close(
         pos_grad, torch.tensor(fd, dtype=torch.float64), rtol=1e-5, atol=1e-5
     )
-    # Past the clamp the positive logit is r * g(cos(pi)) + b = -r + b, with no gradient.
-    past = pos.detach() == -7.0 + 0.25
+    # Past the joint theta0 the positive logit is r * (c - cos theta0 - 1) + b, slope r.
+    theta0 = {"C": math.inf, "A": math.pi - m, "M": math.pi / m}[margin_type]
+    past = torch.acos(cos.detach()) > theta0 + 1e-9
     assert bool(past.any()) == (margin_type == "A" or (margin_type == "M" and m > 1))
-    assert torch.all(pos_grad[past] == 0)
+    if past.any():
+        expected = 7.0 * (cos.detach()[past] - math.cos(theta0) - 1.0) + 0.25
+        torch.testing.assert_close(pos.detach()[past], expected, rtol=1e-12, atol=1e-12)
+        assert torch.all(pos_grad[past] == 7.0)
+        assert torch.all(pos.detach()[past] < -7.0 + 0.25)  # below the joint value -r + b
 
 
 @pytest.mark.parametrize("margin_type", ["C", "A", "M"])
@@ -212,9 +218,9 @@ def initial_loss_at_zero_cosines(K, margin_type, lam, r, m, t, b):
     )
 
 
-def dloss_db_at_zero_cosines(K, margin_type, lam, r, m, t, b):
+def dloss_db_at_zero_cosines(K, margin_type, lam, r, m, t, b, gradient="full"):
     """Analytic d/db of the zero-cosine per-sample loss, times r (summed in closed form)."""
-    a_y = ref.sf2_positive(0.0, margin_type, r, m, t, 0.0)
+    a_y = ref.sf2_positive(0.0, margin_type, r, m, t, 0.0, gradient)
     a_i = ref.sf2_negative(0.0, margin_type, r, m, t, 0.0)
     return -lam * ref.sigmoid(-(a_y + b)) + (1 - lam) * (K - 1) * ref.sigmoid(a_i + b)
 
@@ -263,6 +269,23 @@ def test_bias_init_is_stable_where_the_direct_formula_is_not(K, margin_type, lam
     scale = lam + (1 - lam) * (K - 1)
     assert abs(dloss_db(b0)) < 1e-9 * scale
     assert dloss_db(b0 - 0.1) < 0 < dloss_db(b0 + 0.1)
+
+
+@pytest.mark.parametrize(("margin_type", "m"), [("A", 2.0), ("M", 3.5)])
+def test_bias_init_past_pi_follows_the_gradient_mode(margin_type, m):
+    """A right angle shifted past pi: "full" scores it with the continuation, "detached"
+    with the published clamp, and each b0 is the stationary point of its own loss."""
+    K, lam, r, t = 50, 0.7, 10.0, 3.0
+    b0 = {g: bias_init(K, margin_type, lam, r, m, t, g) for g in ("full", "detached")}
+    assert b0["detached"] == pytest.approx(direct_closed_form(K, margin_type, lam, r, m, t))
+    assert b0["full"] != pytest.approx(b0["detached"], abs=1e-3)
+    for gradient, b in b0.items():
+        slope = dloss_db_at_zero_cosines(K, margin_type, lam, r, m, t, b, gradient)
+        assert slope == pytest.approx(0, abs=1e-12)
+        head = SphereFace2Head(K, 4, margin_type=margin_type, m=m, r=r, gradient=gradient)
+        assert head.bias.item() == pytest.approx(b, rel=1e-6)
+    with pytest.raises(ValueError, match="gradient must be 'full' or 'detached'"):
+        bias_init(K, margin_type, lam, r, m, t, "none")
 
 
 def orthogonal_setup(K: int, margin_type: str, m: float):

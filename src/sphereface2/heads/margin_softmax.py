@@ -6,8 +6,16 @@ with logits ``s * cos`` and change only the target class's logit:
 
     normface    s * cos_y
     cosface     s * (cos_y - m)
-    arcface     s * cos(min(theta_y + m, pi))
+    arcface     s * cos(theta_y + m), for theta_y > pi - m continued as s * (cos_y + cos m - 1)
     sphereface  s * psi(theta_y),  psi(theta) = (-1)^k cos(m theta) - 2k,  k = floor(m theta / pi)
+
+Every target logit is strictly decreasing in theta_y on the whole [0, pi], so a sample is
+pulled towards its proxy from any start. ArcFace's published cos(min(theta_y + m, pi)) is
+flat past pi - m and, with the full gradient, left samples there with no pull at all; the
+continuation and why it was chosen (against arcface_torch's cos - m sin m) are in
+:mod:`sphereface2.heads.angular`. SphereFace's psi needs none: each piece is decreasing and
+the pieces join, so psi falls from 1 to (-1)^k cos(m pi) - 2k with zero slope only at the
+isolated seams theta = k pi / m.
 
 Defaults follow the paper's comparison (s = 30; CosFace m 0.35, ArcFace m 0.5, SphereFace
 m 1.5); OpenSphere's class defaults use s = 64 for CosFace and ArcFace.
@@ -23,7 +31,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sphereface2.heads.angular import angle, scaled_with_gradient
+from sphereface2.heads.angular import (
+    angle,
+    continue_past_pi,
+    joint_cosine,
+    scaled_with_gradient,
+)
 from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
 from sphereface2.heads.registry import HEADS
 from sphereface2.heads.validation import (
@@ -45,17 +58,26 @@ def margin_cross_entropy(
     return F.cross_entropy(logits, labels.long())
 
 
-def arcface_target(cos_y: Tensor, s: float, m: float, gradient: str = "full") -> Tensor:
-    """s * cos(min(theta_y + m, pi)).
+def arcface_value(cos_y: Tensor, m: float, *, continued: bool = True) -> Tensor:
+    """cos(theta_y + m) up to theta_y = pi - m; beyond, cos_y + cos m - 1 if ``continued``,
+    else the published clamp cos(pi) = -1 (see :mod:`sphereface2.heads.angular`)."""
+    shifted = angle(cos_y) + m
+    clamped = torch.cos(shifted.clamp(max=math.pi))
+    if not continued:
+        return clamped
+    return continue_past_pi(cos_y, shifted, clamped, joint_cosine(m, multiplicative=False))
 
-    Clamping the shifted angle at pi keeps the target logit monotone (non-increasing) in
-    theta_y: past pi - m it stays at -s instead of rising again as cos(theta + m) would.
-    With ``gradient="full"`` such samples get no gradient through their target logit
-    (the other logits still push them); ``"detached"`` (OpenSphere's form) gives every
-    target the gradient of s * cos_y.
+
+def arcface_target(cos_y: Tensor, s: float, m: float, gradient: str = "full") -> Tensor:
+    """s * cos(theta_y + m), strictly decreasing in theta_y on all of [0, pi].
+
+    ``"full"`` differentiates the continued value (:func:`arcface_value`), so a sample past
+    pi - m is still pulled with slope s per unit cosine. ``"detached"`` is OpenSphere's
+    head exactly: the published clamped value s * cos(min(theta_y + m, pi)) with the
+    gradient of s * cos_y, which pulls everywhere.
     """
     return scaled_with_gradient(
-        cos_y, lambda c: torch.cos((angle(c) + m).clamp(max=math.pi)), s, gradient
+        cos_y, lambda c: arcface_value(c, m, continued=gradient == "full"), s, gradient
     )
 
 
@@ -146,10 +168,11 @@ class CosFaceHead(MarginSoftmaxHead):
 
 @HEADS.register("arcface")
 class ArcFaceHead(MarginSoftmaxHead):
-    """ArcFace (additive angular margin): target logit s * cos(min(theta_y + m, pi)).
+    """ArcFace (additive angular margin): target logit s * cos(theta_y + m).
 
-    0 <= m < pi. See :func:`arcface_target` for the clamp at pi and the gradient modes;
-    the default "full" is ArcFace as published, "detached" matches OpenSphere's head.
+    0 <= m < pi. See :func:`arcface_target` for the continuation past theta_y = pi - m and
+    the gradient modes: the default "full" differentiates the (continued) margin,
+    "detached" is OpenSphere's head (the official code behind the paper's comparison).
     """
 
     head_name = "arcface"

@@ -69,7 +69,9 @@ class ShardedSphereFace2Head(ShardedHead):
         # (global batch x local classes), as the plain head decides on (B x K).
         self.implementation = str(getattr(template, "implementation", "plain"))
         self.chunk_size = getattr(template, "chunk_size", None)
-        b0 = bias_init(self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t)
+        b0 = bias_init(
+            self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t, self.gradient
+        )
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
 
     def _maths(self) -> dict[str, Any]:

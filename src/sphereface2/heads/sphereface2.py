@@ -55,10 +55,12 @@ class SphereFace2Head(ProxyHead):
         t: similarity-adjustment exponent (> 0); t = 1 disables the adjustment.
         lw: loss weight multiplying the batch mean (10 in the paper's configs; not in the paper).
         gradient: "full" back-propagates through g and the margin (the newest official C
-            code); "detached" gives the same loss value but the gradient of r * cos (older
-            official code, and the official A and M heads). With "full", A and M positives
-            whose shifted angle reaches pi are clamped there and receive no positive-term
-            gradient; "detached" keeps pulling them.
+            code); "detached" gives the published loss value but the gradient of r * cos
+            (older official code, and the official A and M heads). With "full", A and M
+            positives whose shifted angle passes pi follow a continuation that keeps
+            pulling them towards their proxy (instead of a flat clamp at pi; see
+            :mod:`sphereface2.heads.sphereface2_math`); "detached" keeps the clamp, as
+            its gradient pulls everywhere.
         validate: check label ranges and finiteness on every call (a host sync on GPU).
         implementation: "plain" computes the (B, K) cosines and logits with autograd;
             "fused" computes loss and gradients class-chunk by class-chunk without any
@@ -100,7 +102,9 @@ class SphereFace2Head(ProxyHead):
         self.lw = check_number(name, "lw", lw, low=0.0)
         self.m = check_number(name, "m", m, low=0.0, low_inclusive=margin_type != "M")
         super().__init__(num_classes, embedding_dim, validate=validate)
-        b0 = bias_init(self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t)
+        b0 = bias_init(
+            self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t, self.gradient
+        )
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
 
     def forward(

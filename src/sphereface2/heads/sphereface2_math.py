@@ -12,6 +12,18 @@ with positive logit P and negative logit N depending on the margin type:
 
     g(z) = 2 * ((z + 1) / 2)^t - 1,   theta = arccos(cos)   (see angular.ANGLE_EPS)
 
+A and M as published are flat (P = -r + b) once the shifted angle passes pi, i.e. for
+theta_y beyond theta0 = pi - m (A) or pi / m (M, m > 1); with the full gradient such a
+positive got no pull towards its proxy. With ``gradient="full"`` the positive logit
+therefore continues past theta0 as
+
+    P = r * (cos_y - cos theta0 - 1) + b
+
+continuous at theta0 (both sides -r + b) and strictly decreasing up to theta = pi, with the
+detached gradient's slope r; why this continuation, and not one inside g, is explained in
+:mod:`sphereface2.heads.angular`. ``"detached"`` keeps the published clamped value, as the
+official A and M heads do (their gradient r * cos_y pulls everywhere).
+
 Every classifier's gradient depends only on its own logit, so the loss of a batch is a sum
 of independent terms over classes. :func:`chunk_loss` computes that sum for any contiguous
 range of classes, which is what a class-sharded or chunked head needs.
@@ -25,7 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sphereface2.heads.angular import angle, scaled_with_gradient
+from sphereface2.heads.angular import (
+    angle,
+    continue_past_pi,
+    joint_cosine,
+    scaled_with_gradient,
+)
 
 MARGIN_TYPES = ("C", "A", "M")
 
@@ -39,13 +56,20 @@ def similarity_adjust(cos: Tensor, t: float) -> Tensor:
     return 2.0 * ((cos.clamp(-1.0, 1.0) + 1.0) * 0.5).pow(t) - 1.0
 
 
-def _positive_value(cos_y: Tensor, margin_type: str, m: float, t: float) -> Tensor:
-    """The positive logit divided by r, without the bias."""
+def _positive_value(
+    cos_y: Tensor, margin_type: str, m: float, t: float, *, continued: bool = True
+) -> Tensor:
+    """The positive logit divided by r, without the bias; A and M continued past pi unless
+    ``continued`` is False (then clamped there, as published)."""
     if margin_type == "C":
         return similarity_adjust(cos_y, t) - m
     theta = angle(cos_y)
     shifted = theta + m if margin_type == "A" else theta * m
-    return similarity_adjust(torch.cos(shifted.clamp(max=math.pi)), t)
+    clamped = similarity_adjust(torch.cos(shifted.clamp(max=math.pi)), t)
+    if not continued:
+        return clamped
+    joint = joint_cosine(m, multiplicative=margin_type == "M")
+    return continue_past_pi(cos_y, shifted, clamped, joint)
 
 
 def _negative_value(cos: Tensor, margin_type: str, m: float, t: float) -> Tensor:
@@ -64,9 +88,14 @@ def positive_logit(
     t: float,
     gradient: str = "full",
 ) -> Tensor:
-    """Logit of each sample's own classifier; ``gradient="detached"`` back-propagates r * cos."""
+    """Logit of each sample's own classifier; ``gradient="detached"`` back-propagates r * cos.
+
+    With ``"full"`` A and M are continued past pi (module docstring); ``"detached"`` keeps
+    their published clamped value.
+    """
+    continued = gradient == "full"
     value = scaled_with_gradient(
-        cos_y, lambda c: _positive_value(c, margin_type, m, t), r, gradient
+        cos_y, lambda c: _positive_value(c, margin_type, m, t, continued=continued), r, gradient
     )
     return value + bias
 
@@ -138,13 +167,21 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def bias_init(
-    num_classes: int, margin_type: str, lam: float, r: float, m: float, t: float
+    num_classes: int,
+    margin_type: str,
+    lam: float,
+    r: float,
+    m: float,
+    t: float,
+    gradient: str = "full",
 ) -> float:
     """The bias b0 minimising the initial loss when every cosine is 0 (float64 closed form).
 
     At cos = 0 every negative logit is a_i + b and the positive logit a_y + b, with
     a_i = r * (g(0) + m_neg) and a_y = r * g(cos theta_y0) - r * m_pos
-    (theta_y0 = pi/2 for C, min(pi, pi/2 + m) for A, min(pi, m pi / 2) for M).
+    (theta_y0 = pi/2 for C, min(pi, pi/2 + m) for A, min(pi, m pi / 2) for M). Only when
+    the shifted right angle passes pi (A with m > pi/2, M with m > 2) does ``gradient``
+    matter: "full" then uses the continued value a_y = r * (0 - cos theta0 - 1).
     Setting dL/db = 0 gives a quadratic in v = exp(a_i + b) with z = lam / ((1-lam)(K-1)):
 
         exp(a_y - a_i) v^2 + (1 - z) v - z = 0,
@@ -161,12 +198,18 @@ def bias_init(
     def g(z: float) -> float:
         return 2.0 * ((z + 1.0) / 2.0) ** t - 1.0
 
+    if gradient not in ("full", "detached"):
+        raise ValueError(f"gradient must be 'full' or 'detached', got {gradient!r}")
     if margin_type == "C":
         a_y, a_i = r * (g(0.0) - m), r * (g(0.0) + m)
-    elif margin_type == "A":
-        a_y, a_i = r * g(math.cos(min(math.pi, math.pi / 2.0 + m))), r * g(0.0)
-    elif margin_type == "M":
-        a_y, a_i = r * g(math.cos(min(math.pi, m * math.pi / 2.0))), r * g(0.0)
+    elif margin_type in ("A", "M"):
+        multiplicative = margin_type == "M"
+        shifted = m * math.pi / 2.0 if multiplicative else math.pi / 2.0 + m
+        if shifted <= math.pi or gradient == "detached":
+            a_y = r * g(math.cos(min(math.pi, shifted)))
+        else:  # the continuation past pi at cos_y = 0
+            a_y = r * (-joint_cosine(m, multiplicative=multiplicative) - 1.0)
+        a_i = r * g(0.0)
     else:
         raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
 

@@ -15,7 +15,12 @@ gradient on its closed interval, as autograd's ``clamp`` does):
 with theta = arccos(c'), c' = clamp(c, -1 + eps, 1 - eps), dtheta/dc = -[c in range] /
 sqrt(1 - c'^2), s the shifted angle, s' = min(s, pi) and u = cos(s').
 
-With ``gradient="detached"`` the value is the same and the slope is the constant r.
+With ``gradient="full"`` A and M continue past s = pi (the plain maths' continuation):
+
+    P = r (c - cos theta0 - 1),   dP/dc = r          where s > pi
+
+With ``gradient="detached"`` the value is the published clamped one and the slope is the
+constant r.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from sphereface2.heads.angular import ANGLE_EPS
+from sphereface2.heads.angular import ANGLE_EPS, continue_past_pi, joint_cosine
 
 
 def _adjust_and_slope(z: Tensor, t: float) -> tuple[Tensor, Tensor]:
@@ -67,6 +72,10 @@ def positive_value_and_slope(
         d_shift = 1.0 if margin_type == "A" else m
         d_u = torch.where(shifted <= math.pi, -torch.sin(capped), torch.zeros_like(u))
         slope = r * g_slope * d_u * d_shift * d_theta
+        if gradient == "full":  # past pi: r (c - cos theta0 - 1), slope r
+            joint = joint_cosine(m, multiplicative=margin_type == "M")
+            value = r * continue_past_pi(cos_y, shifted, g, joint)
+            slope = torch.where(shifted <= math.pi, slope, torch.full_like(slope, r))
     else:
         raise ValueError(f"margin_type must be 'C', 'A' or 'M', got {margin_type!r}")
     return value, _slope_for_mode(slope, r, gradient)
