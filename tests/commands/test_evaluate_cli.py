@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -104,3 +108,122 @@ def test_errors_are_one_clear_line(data, main_with_evaluate, capsys):
     argv = ["evaluate", str(data / "run"), lfw, "--name", "a", "--name", "b", "--device", "cpu"]
     assert main_with_evaluate(argv) == 1
     assert "--name was given 2 time(s) for 1 DATA file(s)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# Outputs are checked before any work; OS errors are one line
+# --------------------------------------------------------------------------------------
+
+
+def test_an_unwritable_report_folder_fails_before_the_model_is_loaded(
+    data, main_with_evaluate, capsys
+):
+    blocker = data / "taken"
+    blocker.write_text("a file, not a folder")
+    # The model does not exist: the folder check must come first to be seen at all.
+    argv = ["evaluate", str(data / "no_model.pt"), str(data / "lfw.bin")]
+    assert main_with_evaluate([*argv, "--out", str(blocker / "eval")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"error: cannot create the report folder {blocker / 'eval'}: " in err
+
+
+def test_a_report_folder_without_write_permission_fails_at_once(
+    data, main_with_evaluate, monkeypatch, capsys
+):
+    def refuse(*args, **kwargs):  # as root, chmod cannot forbid: the OS call fails instead
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = data / "readonly_eval"
+    argv = ["evaluate", str(data / "no_model.pt"), str(data / "lfw.bin"), "--out", str(out)]
+    assert main_with_evaluate(argv) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write a file in the report folder {out}: {os.strerror(errno.EACCES)}" in err
+
+
+def test_an_unwritable_ijb_cache_fails_before_the_model_is_loaded(data, main_with_evaluate, capsys):
+    blocker = data / "cache_blocker"
+    blocker.write_text("")
+    argv = ["evaluate", str(data / "no_model.pt"), "--ijb", str(data), "--out", str(data / "o")]
+    assert main_with_evaluate([*argv, "--ijb-cache", str(blocker / "feats.npy")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot create the folder of the IJB feature cache {blocker}: " in err
+
+
+# --------------------------------------------------------------------------------------
+# DATA after options; the report's command line re-runs the evaluation as it was
+# --------------------------------------------------------------------------------------
+
+
+def _help_examples() -> list[list[str]]:
+    """The ``sphereface2 evaluate`` lines of ``evaluate --help`` as argument lists."""
+    text = evaluate_cmd._EPILOG.replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        shlex.split(line, comments=True)[1:]
+        for line in lines
+        if line.startswith("sphereface2 evaluate ")
+    ]
+
+
+def test_every_help_example_parses():
+    examples = _help_examples()
+    assert len(examples) >= 6
+    parser = cli.build_parser()
+    for argv in examples:
+        parser.parse_args(argv)  # SystemExit (exit status 2) on a bad example
+    args = parser.parse_args(["evaluate", "runs/sf2", "--average-last", "5", "a.bin", "b.bin"])
+    assert (args.model, args.data, args.average_last) == ("runs/sf2", ["a.bin", "b.bin"], 5)
+
+
+def test_a_missing_model_is_reported_alone(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["evaluate", "--no-flip"])
+    assert "the following arguments are required: MODEL\n" in capsys.readouterr().err
+
+
+def _reparse(command: str) -> argparse.Namespace:
+    words = shlex.split(command)
+    assert words[:2] == ["sphereface2", "evaluate"]
+    return cli.build_parser().parse_args(words[1:])
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def test_the_command_line_holds_every_option():
+    argv = ["evaluate", "my model.pt", "a.bin", "b b.bin", "--name", "A", "--name", "B"]
+    argv += ["--lfw-root", "lfw", "--root", "imgs", "--average-last", "3", "--batch-size", "7"]
+    argv += ["--no-flip", "--combine", "A", "B", "--out", "o", "--device", "cpu"]
+    argv += ["--num-workers", "2", "--ijb", "ijb", "--ijb-name", "ijbb", "--ijb-1n"]
+    argv += ["opensphere", "--ijb-cache", "c.npy", "--ijb-images", "crops", "--ijb-no-faceness"]
+    argv += ["--megaface-probes", "p", "--megaface-distractors", "d", "--megaface-sizes", "10"]
+    argv += ["100", "--megaface-suffix", "_x.bin"]
+    args = cli.build_parser().parse_args(argv)
+    # Every option differs from its default here, so every one must come back.
+    parser = argparse.ArgumentParser()
+    evaluate_cmd._add_arguments(parser)
+    defaults = {a.dest: a.default for a in parser._actions if a.option_strings and a.dest != "help"}
+    assert all(getattr(args, k) != v for k, v in defaults.items())
+    command = evaluate_cmd.command_line(args)
+    assert _options(_reparse(command)) == _options(args)
+    assert "--combine A B" in command and "'my model.pt'" in command
+    args = cli.build_parser().parse_args(["evaluate", "m.pt", "--combine"])  # no Combined
+    assert _reparse(evaluate_cmd.command_line(args)).combine == []
+    args = cli.build_parser().parse_args(["evaluate", "m.pt", "--", "-odd.bin"])
+    assert _options(_reparse(evaluate_cmd.command_line(args))) == _options(args)
+
+
+def test_the_report_command_reruns_the_same_evaluation(data, capsys, tmp_path):
+    argv = ["evaluate", str(data / "run"), str(data / "lfw.bin"), "--batch-size", "5"]
+    argv += ["--no-flip", "--out", str(tmp_path / "r"), str(data / "cplfw.bin"), "--combine"]
+    argv += ["--device", "cpu"]
+    args = cli.build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    again = _reparse(report["settings"]["command"])
+    assert _options(again) == _options(args)
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert f"- command: {report['settings']['command']}" in markdown

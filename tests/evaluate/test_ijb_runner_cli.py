@@ -49,8 +49,8 @@ def test_ijb_alone_prints_the_table_and_writes_the_report(data, tmp_path, capsys
     lines = out.splitlines()
     tar_rows = [line for line in lines if line.startswith("IJB-C [1:1 template verification")]
     assert len(tar_rows) == 2
-    assert tar_rows[0].endswith("nearest ROC point (InsightFace)")
-    assert tar_rows[1].endswith("linear interpolation (OpenSphere)")
+    assert "nearest ROC point (InsightFace)" in tar_rows[0]
+    assert "linear interpolation (OpenSphere)" in tar_rows[1]
     assert "TAR@FAR=1e-6" in out and "TAR@FAR=1e-1" in out
     assert any(line.startswith("IJB-C 1:N [mixed probes vs galleries G1 and G2") for line in lines)
     assert "metric (%) [protocol]" not in out  # no verification sets given
@@ -63,11 +63,22 @@ def test_ijb_alone_prints_the_table_and_writes_the_report(data, tmp_path, capsys
         ("IJB-C", "nearest"),
         ("IJB-C", "interpolated"),
     ]
+    genuine = int(want.labels.sum())
+    impostor = len(want.labels) - genuine
     for row in report["ijb"]:
+        assert (row["num_genuine"], row["num_impostor"]) == (genuine, impostor)
         reads = [r for r in want.verification.tar_at_far if r.method == row["method"]]
-        assert [row["tar_at_far"][repr(r.fpr)] for r in reads] == pytest.approx(
-            [r.tpr for r in reads]
+        # A FAR below 1/impostor pairs cannot be resolved: null with the reason.
+        resolved = [r for r in reads if r.fpr * impostor >= 1]
+        assert resolved and len(resolved) < len(reads)  # the fixture has both kinds
+        assert [row["tar_at_far"][repr(r.fpr)] for r in resolved] == pytest.approx(
+            [r.tpr for r in resolved]
         )
+        for r in reads[: len(reads) - len(resolved)]:
+            assert row["tar_at_far"][repr(r.fpr)] is None
+            assert f"has {impostor:,}" in row["unresolved"][repr(r.fpr)]
+    assert f"n/a ({impostor:,} impostor pairs)" in tar_rows[0]
+    assert tar_rows[0].endswith(f"{genuine:,} / {impostor:,}")
     (ident,) = report["identification"]
     assert ident["name"] == "IJB-C 1:N" and "InsightFace" in ident["protocol"]
     assert ident["rates"]["top-1"] == pytest.approx(want.identification.rates[0])
@@ -78,6 +89,8 @@ def test_ijb_alone_prints_the_table_and_writes_the_report(data, tmp_path, capsys
     assert "--ijb-1n insightface" in report["settings"]["command"]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "## TAR at FAR" in markdown and "## Identification" in markdown
+    assert "![IJB 1:1 ROC, log-scale FAR](roc_ijb.png)" in markdown
+    assert (tmp_path / "out" / "roc_ijb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "out" / "roc.png").exists()
 
 

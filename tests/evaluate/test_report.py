@@ -122,7 +122,10 @@ def test_write_report_files(run, tmp_path):
             "name": "IJB-C",
             "protocol": "1:1 verification",
             "method": "interpolated",
+            "num_genuine": None,
+            "num_impostor": None,
             "tar_at_far": {"1e-05": 0.8, "0.0001": 0.9},
+            "unresolved": {},
         }
     ]
     markdown = written["markdown"].read_text()
@@ -196,10 +199,97 @@ def test_ijb_results_from_the_ijb_module():
             if read.method == row.method:
                 assert row.tar_at_far[read.fpr] == read.tpr
     report = build_report("m", "d", ijb={"IJB-B": result})
-    _, table = ijb_rows(report.ijb)
-    assert [r[-1] for r in table] == [
+    header, table = ijb_rows(report.ijb)
+    assert header[-2:] == ["TAR read at", "pairs (genuine / impostor)"]
+    assert [r[-2] for r in table] == [
         "nearest ROC point (InsightFace)",
         "linear interpolation (OpenSphere)",
     ]
+    genuine = int(labels.sum())
+    assert [r[-1] for r in table] == [f"{genuine:,} / {3000 - genuine:,}"] * 2
     nearest = next(r for r in result.tar_at_far if r.method == "nearest" and r.fpr == 1e-2)
     assert table[0][2] == f"{100 * nearest.tpr:.2f}"
+
+
+# --------------------------------------------------------------------------------------
+# IJB: FARs the impostor pairs cannot resolve, pair counts, the IJB ROC plot
+# --------------------------------------------------------------------------------------
+
+
+def test_a_far_below_one_over_the_impostor_pairs_is_not_a_number(tmp_path):
+    result = {
+        "tar_at_far": {1e-5: 0.5, 1e-4: 0.7, 1e-3: 0.9},
+        "method": "nearest",
+        "num_genuine": 120,
+        "num_impostor": 10_000,  # resolves FAR >= 1e-4 exactly, not 1e-5
+    }
+    report = build_report("m", "d", ijb={"IJB-B": result})
+    header, rows = ijb_rows(report.ijb)
+    assert header[1:4] == ["TAR@FAR=1e-5", "TAR@FAR=1e-4", "TAR@FAR=1e-3"]
+    assert rows[0][1:] == [
+        "n/a (10,000 impostor pairs)",
+        "70.00",
+        "90.00",
+        "nearest ROC point (InsightFace)",
+        "120 / 10,000",
+    ]
+    text = format_text_table(report)
+    assert "n/a (10,000 impostor pairs)" in text and "smallest non-zero FAR is 1/N" in text
+    markdown = markdown_report(report)
+    assert "| n/a (10,000 impostor pairs) | 70.00 | 90.00 |" in markdown
+    (row,) = report_to_dict(report)["ijb"]
+    assert row["tar_at_far"] == {"1e-05": None, "0.0001": 0.7, "0.001": 0.9}
+    assert row["unresolved"] == {
+        "1e-05": "FAR 1e-5 needs at least 100,000 impostor pairs; this benchmark has 10,000"
+    }
+    assert (row["num_genuine"], row["num_impostor"]) == (120, 10_000)
+    # 1e-6 x 1e6 rounds below 1 in floating point; it is still resolved.
+    exact = TarAtFar("x", {1e-6: 0.5}, "nearest", num_genuine=1, num_impostor=10**6)
+    assert exact.resolves(1e-6) and not exact.resolves(1e-7)
+
+
+def _full_roc_points(scores, labels):
+    from sphereface2.evaluate.roc import roc_curve
+
+    roc = roc_curve(scores, labels)
+    return roc, set(zip(roc.fpr.tolist(), roc.tpr.tolist()))
+
+
+def test_roc_points_are_a_thinned_subset_of_the_curve():
+    from sphereface2.evaluate.roc_plot import roc_points
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(200_000) < 0.01
+    scores = rng.normal(size=labels.shape) + 3 * labels
+    roc, points = _full_roc_points(scores, labels)
+    thin = roc_points("IJB-X", roc, auc=0.9, max_points=300)
+    assert len(roc) > 100_000 and len(thin.fpr) <= 302
+    assert thin.fpr[0] == roc.fpr[roc.fpr > 0][0]  # starts at the first false accept
+    assert thin.fpr[-1] == 1.0 and thin.tpr[-1] == 1.0
+    assert np.all(np.diff(thin.fpr) >= 0) and np.all(np.diff(thin.tpr) >= 0)
+    # Every later point is a point of the true curve; after the first false accept each is
+    # the highest TPR reached at its FPR (the curve is never drawn above the truth).
+    assert all((f, t) in points for f, t in zip(thin.fpr[1:].tolist(), thin.tpr[1:].tolist()))
+    for f, t in zip(thin.fpr[2:], thin.tpr[2:]):
+        assert t == roc.tpr[roc.fpr <= f].max()
+    # The FPRs spread over the log axis: every decade between the first and 1 has points.
+    decades = np.floor(np.log10(thin.fpr[thin.fpr < 1])).astype(int)
+    assert set(decades) == set(range(decades.min(), 0))
+
+
+def test_write_report_plots_the_ijb_roc(tmp_path):
+    from sphereface2.evaluate.roc import roc_curve
+    from sphereface2.evaluate.roc_plot import roc_points
+
+    rng = np.random.default_rng(1)
+    labels = rng.random(5000) < 0.1
+    scores = rng.normal(size=5000) + 2 * labels
+    ijb = {"IJB-C": {"tar_at_far": {1e-3: 0.5}, "method": "nearest"}}
+    curve = roc_points("IJB-C", roc_curve(scores, labels), auc=0.93)
+    report = build_report("m", "d", ijb=ijb, ijb_roc=[curve])
+    written = write_report(report, tmp_path / "r")
+    assert set(written) == {"ijb_roc", "markdown", "json"}  # no pair sets: no roc.png
+    assert written["ijb_roc"].name == "roc_ijb.png"
+    with Image.open(written["ijb_roc"]) as image:
+        image.verify()
+    assert "![IJB 1:1 ROC, log-scale FAR](roc_ijb.png)" in written["markdown"].read_text()

@@ -11,10 +11,13 @@ Thin over :func:`sphereface2.evaluate.runner.evaluate_verification_sets`,
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sphereface2.commands.parsing import intermixed
 
 _EPILOG = """\
 examples:
@@ -49,15 +52,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="verification accuracy of a model on .bin / LFW / pair-list sets",
+        usage="%(prog)s MODEL [DATA ...] [options]",
         description=(
             "Embed the images of each verification set once (with the flip test) and report "
             "both the InsightFace 10-fold and the OpenSphere best-threshold protocols per set "
-            "and combined; writes report.md, report.json and roc.png."
+            "and combined; writes report.md, report.json and roc.png (roc_ijb.png with --ijb)."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", metavar="MODEL", help="checkpoint, run folder, .onnx or export")
+    # DATA may come after options (``MODEL --average-last 5 val/*.bin``); nargs="?" on MODEL
+    # so that a missing MODEL is reported alone (the check is in the parser).
+    intermixed(parser, required_positional=("model", "MODEL"))
+    _add_arguments(parser)
+    parser.set_defaults(func=run_evaluate)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", metavar="MODEL", nargs="?", help="checkpoint, run folder, .onnx or export"
+    )
     parser.add_argument(
         "data",
         metavar="DATA",
@@ -150,7 +164,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mega.add_argument(
         "--megaface-suffix", metavar="NAME", help="feature-file suffix (default: the only one)"
     )
-    parser.set_defaults(func=run_evaluate)
 
 
 def resolve_device(device: str) -> str:
@@ -195,19 +208,45 @@ def _check_args(args: argparse.Namespace) -> None:
         )
 
 
-def _command_line(args: argparse.Namespace) -> str:
-    words = [args.model, *args.data]
-    for flag, value in (
-        ("--ijb", args.ijb),
-        ("--ijb-name", args.ijb_name),
-        ("--ijb-1n", args.ijb_1n),
-        ("--megaface-probes", args.megaface_probes),
-        ("--megaface-distractors", args.megaface_distractors),
-    ):
-        if value is not None:
-            words += [flag, str(value)]
-    if args.megaface_sizes:
-        words += ["--megaface-sizes", *map(str, args.megaface_sizes)]
+def _check_outputs(args: argparse.Namespace, out: Path) -> None:
+    """Fail before any embedding when the report (or a new IJB cache) cannot be written."""
+    from sphereface2.commands.outputs import check_writable_file, check_writable_folder
+
+    check_writable_folder(out, "the report folder")
+    if args.ijb_cache:
+        from sphereface2.evaluate.ijb_runner import cache_paths
+
+        npy = cache_paths(args.ijb_cache)[0]
+        if not npy.is_file():
+            check_writable_file(npy, "the IJB feature cache")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that re-runs this evaluation as it is: MODEL, DATA and every option
+    whose value differs from its default (read from the parser, so none is left out)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_arguments(parser)
+    options: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, action.default)
+        if not action.option_strings or value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreConstAction):  # store_true / store_false
+            options.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                options += [flag, str(item)]
+        elif action.nargs in ("*", "+"):
+            options += [flag, *map(str, value)]
+        else:
+            options += [flag, str(value)]
+    # A file named like an option: ./ for MODEL (the same file), DATA after "--".
+    model = os.path.join(".", args.model) if args.model.startswith("-") else args.model
+    if any(p.startswith("-") for p in args.data):
+        words = [model, *options, "--", *args.data]
+    else:
+        words = [model, *args.data, *options]
     return "sphereface2 evaluate " + shlex.join(words)
 
 
@@ -218,6 +257,7 @@ class _Results:
     settings: dict[str, object]
     ijb: dict[str, object] = field(default_factory=dict)
     identification: list = field(default_factory=list)
+    ijb_roc: list = field(default_factory=list)
     timings: list[str] = field(default_factory=list)
 
 
@@ -226,6 +266,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from sphereface2.evaluate.report import build_report, format_text_table, write_report
 
     _check_args(args)
+    out = Path(args.out) if args.out else default_out_dir(args.model)
+    _check_outputs(args, out)
     device = resolve_device(args.device)
     model = load_embedding_model(args.model, device, args.average_last)
     print(f"model: {model.description}", file=sys.stderr)
@@ -234,7 +276,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "device": device,
             "batch size": args.batch_size,
             "average last": args.average_last,
-            "command": _command_line(args),
+            "command": command_line(args),
         }
     )
     run = _run_verification(args, model, results) if args.data else None
@@ -249,9 +291,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ijb=results.ijb,
         settings=results.settings,
         identification=results.identification,
+        ijb_roc=results.ijb_roc,
     )
     print(format_text_table(report))
-    out = Path(args.out) if args.out else default_out_dir(args.model)
     written = write_report(report, out)
     print("; ".join(results.timings) + "; wrote " + ", ".join(str(p) for p in written.values()))
     return 0
@@ -290,6 +332,8 @@ def _run_verification(args: argparse.Namespace, model, results: _Results):
 
 def _run_ijb(args: argparse.Namespace, model, device: str, results: _Results) -> None:
     from sphereface2.evaluate.ijb_runner import evaluate_ijb
+    from sphereface2.evaluate.roc import roc_curve
+    from sphereface2.evaluate.roc_plot import roc_points
     from sphereface2.evaluate.runner import ProgressPrinter
 
     result = evaluate_ijb(
@@ -309,6 +353,8 @@ def _run_ijb(args: argparse.Namespace, model, device: str, results: _Results) ->
     verification, identification = result.report_entries()
     results.ijb.update(verification)
     results.identification += identification
+    roc = roc_curve(result.scores, result.labels)
+    results.ijb_roc.append(roc_points(result.name, roc, result.verification.auc))
     results.settings[result.name] = (
         f"{result.source}; {result.num_images} images, {result.num_templates} templates; "
         f"faceness weighting {'on' if result.use_faceness else 'off'}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sphereface2.commands.parsing import intermixed
+
 _EPILOG = """\
 examples:
   sphereface2 train configs/demo.yaml
@@ -25,26 +27,6 @@ checkpoint before exiting (exit status 130); --resume auto continues from it.
 """
 
 
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets ``KEY=VALUE`` overrides and options come in any order
-    (``train cfg.yaml --resume auto optim.lr=0.1``); plain argparse stops collecting
-    positionals at the first option."""
-
-    _parsing = False
-
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        if self._parsing:  # the intermixed parser calls back in: do the plain parse
-            return super().parse_known_args(args, namespace)
-        self._parsing = True
-        try:
-            parsed, extras = self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._parsing = False
-        if parsed.config is None:  # CONFIG is optional to argparse only (see register)
-            self.error("the following arguments are required: CONFIG")
-        return parsed, extras
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -55,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.__class__ = _IntermixedParser  # subparsers build plain parsers; see the class
-    # nargs="?" so that a missing CONFIG is reported alone (the check is in the parser).
+    # Overrides and options in any order; nargs="?" on CONFIG so that a missing CONFIG is
+    # reported alone (the check is in the parser).
+    intermixed(parser, required_positional=("config", "CONFIG"))
     parser.add_argument("config", metavar="CONFIG", nargs="?", help="YAML training config")
     parser.add_argument(
         "overrides", metavar="KEY=VALUE", nargs="*", help="config overrides, e.g. optim.lr=0.05"

@@ -12,7 +12,10 @@ Every number is printed beside the protocol that produced it (reference.md secti
 
 Set columns follow the paper's tables: LFW, AgeDB-30, CALFW, CPLFW, then any other set in
 the order given, then Combined. IJB-style results are given as ``{far: tar}`` with the
-method that read them (``nearest`` or ``interpolated``); they get a table of their own.
+method that read them (``nearest`` or ``interpolated``); they get a table of their own, with
+their genuine / impostor pair counts. A FAR below 1 / (impostor pairs) cannot be resolved
+(not even one false accept fits under it): such cells read ``n/a (N impostor pairs)``, and
+the JSON has null with the reason. IJB 1:1 ROC curves go to ``roc_ijb.png``.
 Identification results (IJB 1:N, MegaFace rank-1) are :class:`IdentificationRow` s: named
 rates with their protocol, one table per set of columns.
 """
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sphereface2.evaluate.roc import roc_curve
+from sphereface2.evaluate.roc_plot import RocPoints, plot_curves, roc_points
 from sphereface2.evaluate.runner import SetEvaluation, VerificationRun
 from sphereface2.evaluate.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROTOCOL
 from sphereface2.evaluate.verification_sets import PAPER_SETS
@@ -38,6 +42,11 @@ REPORT_FORMAT = "sphereface2-evaluation"
 REPORT_VERSION = 1
 #: The FARs of IJB tables (reference.md section 3).
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+_UNRESOLVED_NOTE = (
+    "n/a (N impostor pairs): with N impostor pairs the smallest non-zero FAR is 1/N, so TAR "
+    "at a smaller FAR is not measured (a read there only repeats the ROC's first step)."
+)
 
 _METHOD_WORDS = {
     "nearest": "nearest ROC point (InsightFace)",
@@ -60,12 +69,29 @@ class TarAtFar:
         method: how TAR was read: ``nearest`` (InsightFace), ``interpolated`` (OpenSphere)
             or a free description.
         protocol: what was evaluated, e.g. ``1:1 template verification``.
+        num_genuine, num_impostor: the pairs behind the rates (None: not given).
     """
 
     name: str
     tar_at_far: Mapping[float, float]
     method: str
     protocol: str = "1:1 verification"
+    num_genuine: int | None = None
+    num_impostor: int | None = None
+
+    def resolves(self, far: float) -> bool:
+        """False when there are fewer than 1 / ``far`` impostor pairs: the ROC's first step
+        above FAR 0 is already larger than ``far``, so no threshold reaches it."""
+        if self.num_impostor is None:
+            return True
+        return far * self.num_impostor >= 1.0 - 1e-9  # 1e-6 * 1e6 may round below 1
+
+    def unresolved_reason(self, far: float) -> str:
+        """Why TAR at ``far`` is not given (see :meth:`resolves`)."""
+        return (
+            f"FAR {_far_label(far)} needs at least {math.ceil(1 / far - 1e-9):,} impostor "
+            f"pairs; this benchmark has {self.num_impostor:,}"
+        )
 
 
 def _check_rates(name: str, tars: Mapping[Any, Any]) -> dict[float, float]:
@@ -98,6 +124,7 @@ def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
 
     tars = getter("tar_at_far")
     protocol = str(getter("protocol", None) or "1:1 verification")
+    counts = _counts(name, getter("num_genuine", None), getter("num_impostor", None))
     if isinstance(tars, Sequence) and tars and all(hasattr(r, "method") for r in tars):
         methods = list(dict.fromkeys(r.method for r in tars))
         return [
@@ -106,6 +133,7 @@ def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
                 _check_rates(name, {r.fpr: r.tpr for r in tars if r.method == m}),
                 m,
                 protocol,
+                *counts,
             )
             for m in methods
         ]
@@ -119,7 +147,16 @@ def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
         raise ValueError(
             f"result {name!r}: needs the method that read TAR ('nearest' or 'interpolated')"
         )
-    return [TarAtFar(name, _check_rates(name, tars), method, protocol)]
+    return [TarAtFar(name, _check_rates(name, tars), method, protocol, *counts)]
+
+
+def _counts(name: str, genuine: Any, impostor: Any) -> tuple[int | None, int | None]:
+    out = []
+    for what, value in (("num_genuine", genuine), ("num_impostor", impostor)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 0):
+            raise ValueError(f"result {name!r}: {what} must be a count, got {value!r}")
+        out.append(None if value is None else int(value))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)
@@ -161,6 +198,7 @@ class EvaluationReport:
         verification: the pair-set results, if any.
         ijb: IJB-style TAR@FAR rows (one per benchmark and read method).
         identification: identification rows (IJB 1:N, MegaFace).
+        ijb_roc: IJB 1:1 ROC curves to plot (``roc_ijb.png``).
         settings: anything else worth recording (device, batch size, command line, ...).
         created: ISO time of the evaluation.
     """
@@ -171,6 +209,7 @@ class EvaluationReport:
     ijb: list[TarAtFar] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     identification: list[IdentificationRow] = field(default_factory=list)
+    ijb_roc: list[RocPoints] = field(default_factory=list)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
@@ -181,9 +220,11 @@ def build_report(
     ijb: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
     identification: Sequence[IdentificationRow] | None = None,
+    ijb_roc: Sequence[RocPoints] | None = None,
 ) -> EvaluationReport:
     """An :class:`EvaluationReport`; ``ijb`` maps benchmark names to results in any form
-    :func:`as_tar_at_far` accepts; ``identification`` lists identification rows."""
+    :func:`as_tar_at_far` accepts; ``identification`` lists identification rows;
+    ``ijb_roc`` the IJB 1:1 curves (:func:`~sphereface2.evaluate.roc_plot.roc_points`)."""
     if verification is None and not ijb and not identification:
         raise ValueError(
             "a report needs verification results or IJB results (or identification results)"
@@ -195,6 +236,7 @@ def build_report(
         ijb=[row for name, value in (ijb or {}).items() for row in as_tar_at_far(name, value)],
         settings=dict(settings or {}),
         identification=list(identification or []),
+        ijb_roc=list(ijb_roc or []),
     )
 
 
@@ -259,16 +301,33 @@ def _pair_counts(s: SetEvaluation) -> str:
 
 def ijb_rows(ijb: Sequence[TarAtFar]) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of the TAR@FAR table: one row per benchmark, one column per FAR
-    (those of :data:`IJB_FARS` plus any other given), and the read method."""
+    (those of :data:`IJB_FARS` plus any other given), the read method and, when known, the
+    genuine / impostor pair counts. A FAR that the impostor pairs cannot resolve reads
+    ``n/a (N impostor pairs)``."""
     fars = sorted({*IJB_FARS, *(f for r in ijb for f in r.tar_at_far)})
     present = [f for f in fars if any(f in r.tar_at_far for r in ijb)]
+    counted = any(r.num_impostor is not None for r in ijb)
     header = ["benchmark [protocol]"] + [f"TAR@FAR={_far_label(f)}" for f in present]
     header.append("TAR read at")
+    if counted:
+        header.append("pairs (genuine / impostor)")
     rows = []
     for r in ijb:
-        cells = [_pct(r.tar_at_far[f]) if f in r.tar_at_far else "n/a" for f in present]
-        rows.append([f"{r.name} [{r.protocol}]", *cells, _METHOD_WORDS.get(r.method, r.method)])
+        cells = [_tar_cell(r, f) for f in present]
+        row = [f"{r.name} [{r.protocol}]", *cells, _METHOD_WORDS.get(r.method, r.method)]
+        if counted:
+            known = r.num_genuine is not None and r.num_impostor is not None
+            row.append(f"{r.num_genuine:,} / {r.num_impostor:,}" if known else "n/a")
+        rows.append(row)
     return header, rows
+
+
+def _tar_cell(r: TarAtFar, far: float) -> str:
+    if far not in r.tar_at_far:
+        return "n/a"
+    if not r.resolves(far):
+        return f"n/a ({r.num_impostor:,} impostor pairs)"
+    return _pct(r.tar_at_far[far])
 
 
 def identification_tables(
@@ -320,6 +379,8 @@ def format_text_table(report: EvaluationReport) -> str:
     if report.ijb:
         parts.append("TAR (%) at FAR:")
         parts.append(_text_table(*ijb_rows(report.ijb)))
+        if any(not r.resolves(f) for r in report.ijb for f in r.tar_at_far):
+            parts.append(_UNRESOLVED_NOTE)
     if report.identification:
         parts.append("identification:")
         parts += [_text_table(*t) for t in identification_tables(report.identification)]
@@ -337,8 +398,13 @@ def _flip_words(flip: bool) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def markdown_report(report: EvaluationReport, roc_image: str | None = "roc.png") -> str:
-    """The report as Markdown (``roc_image``: the ROC plot's file name, or None)."""
+def markdown_report(
+    report: EvaluationReport,
+    roc_image: str | None = "roc.png",
+    ijb_roc_image: str | None = "roc_ijb.png",
+) -> str:
+    """The report as Markdown (``roc_image`` / ``ijb_roc_image``: the file names of the pair
+    and IJB ROC plots, or None)."""
     lines = [
         f"# Evaluation of {report.model}",
         "",
@@ -384,6 +450,10 @@ def markdown_report(report: EvaluationReport, roc_image: str | None = "roc.png")
             lines += ["", f"![ROC of the cosine scores, log-scale FPR]({roc_image})"]
     if report.ijb:
         lines += ["", "## TAR at FAR", "", _markdown_table(*ijb_rows(report.ijb))]
+        if any(not r.resolves(f) for r in report.ijb for f in r.tar_at_far):
+            lines += ["", _UNRESOLVED_NOTE]
+        if report.ijb_roc and ijb_roc_image:
+            lines += ["", f"![IJB 1:1 ROC, log-scale FAR]({ijb_roc_image})"]
     if report.identification:
         lines += ["", "## Identification"]
         for table in identification_tables(report.identification):
@@ -455,6 +525,20 @@ def set_to_dict(s: SetEvaluation) -> dict[str, Any]:
     )
 
 
+def _ijb_to_dict(r: TarAtFar) -> dict[str, Any]:
+    """One TAR@FAR row; an unresolvable FAR has TAR null and its reason in ``unresolved``."""
+    tars = {repr(f): (t if r.resolves(f) else None) for f, t in r.tar_at_far.items()}
+    return {
+        "name": r.name,
+        "protocol": r.protocol,
+        "method": r.method,
+        "num_genuine": r.num_genuine,
+        "num_impostor": r.num_impostor,
+        "tar_at_far": _finite(tars),
+        "unresolved": {repr(f): r.unresolved_reason(f) for f in r.tar_at_far if not r.resolves(f)},
+    }
+
+
 def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
     """The JSON summary: rates as fractions in [0, 1], NaN/inf as null."""
     out: dict[str, Any] = {
@@ -486,15 +570,7 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             },
         }
     if report.ijb:
-        out["ijb"] = [
-            {
-                "name": r.name,
-                "protocol": r.protocol,
-                "method": r.method,
-                "tar_at_far": _finite({repr(far): tar for far, tar in r.tar_at_far.items()}),
-            }
-            for r in report.ijb
-        ]
+        out["ijb"] = [_ijb_to_dict(r) for r in report.ijb]
     if report.identification:
         out["identification"] = [
             {
@@ -521,56 +597,29 @@ def plot_roc(
     Sets with only genuine or only impostor pairs have no ROC and are left out (the plot
     says so when none is left).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # A Figure with its own Agg canvas: no pyplot, no global backend switch.
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    smallest = 1.0
-    plotted = 0
+    curves = []
     for s in sets:
         bt = s.result.best_threshold
-        if bt.num_genuine == 0 or bt.num_impostor == 0:
-            continue
-        roc = roc_curve(s.scores, s.issame)
-        fpr, tpr = roc.fpr, roc.tpr
-        keep = fpr > 0
-        if not keep.any():
-            continue
-        # Start the curve at the first positive FPR, at the TPR reached just before it.
-        first = int(np.argmax(keep))
-        x = np.concatenate([[fpr[first]], fpr[keep]])
-        y = np.concatenate([[tpr[first - 1] if first > 0 else 0.0], tpr[keep]])
-        smallest = min(smallest, float(fpr[first]))
-        ax.plot(x, y, label=f"{s.name} (AUC {_pct(bt.auc)}%)")
-        plotted += 1
-    ax.set_xscale("log")
-    ax.set_xlim(smallest * 0.8 if plotted else 1e-4, 1.0)
-    ax.set_ylim(0.0, 1.01)
-    ax.set_xlabel("false positive rate (FPR, log scale)")
-    ax.set_ylabel("true positive rate (TPR)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if plotted:
-        ax.legend(loc="lower right")
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no set has both genuine and impostor pairs",
-            ha="center",
-            transform=ax.transAxes,
-        )
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
+        if bt.num_genuine and bt.num_impostor:
+            curves.append(roc_points(s.name, roc_curve(s.scores, s.issame), bt.auc))
+    return plot_curves(curves, path, title)
+
+
+def plot_ijb_roc(curves: Sequence[RocPoints], path: str | Path, title: str) -> Path:
+    """The IJB 1:1 ROC curves (TAR against log-scale FAR), written as PNG."""
+    return plot_curves(
+        curves,
+        path,
+        title,
+        xlabel="false accept rate (FAR, log scale)",
+        ylabel="true accept rate (TAR)",
+        empty_note="no benchmark has a false accept below FAR 1",
+    )
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, ``report.json`` and (with verification results) ``roc.png``
-    into ``out_dir`` (created). Returns the paths by kind."""
+    """Write ``report.md``, ``report.json``, (with verification results) ``roc.png`` and
+    (with IJB curves) ``roc_ijb.png`` into ``out_dir`` (created). Returns the paths by kind."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -583,8 +632,16 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> dict[str, Pat
             out / roc_name,
             title=f"{report.model}: ROC of cosine scores ({flip} embeddings)",
         )
+    ijb_roc_name = None
+    if report.ijb_roc:
+        ijb_roc_name = "roc_ijb.png"
+        written["ijb_roc"] = plot_ijb_roc(
+            report.ijb_roc, out / ijb_roc_name, title=f"{report.model}: IJB 1:1 ROC"
+        )
     written["markdown"] = out / "report.md"
-    written["markdown"].write_text(markdown_report(report, roc_name), encoding="utf-8")
+    written["markdown"].write_text(
+        markdown_report(report, roc_name, ijb_roc_name), encoding="utf-8"
+    )
     written["json"] = out / "report.json"
     written["json"].write_text(
         json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n", encoding="utf-8"
