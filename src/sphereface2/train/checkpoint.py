@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from sphereface2.train.load_errors import describe_load_error
 from sphereface2.train.sharded_checkpoint import merge_head, prune_shard_files
 
 #: ``format`` value of a full training checkpoint (model, optimiser, RNG, data position).
@@ -153,7 +154,8 @@ def load_file(
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling raises many types; all mean "not a checkpoint"
-        raise ValueError(f"{path}: not a readable sphereface2 checkpoint ({err})") from None
+        reason = describe_load_error(err)  # never torch's advice to drop weights_only
+        raise ValueError(f"{path}: not a readable sphereface2 checkpoint ({reason})") from None
     formats = (expected_format,) if isinstance(expected_format, str) else tuple(expected_format)
     found = data.get("format") if isinstance(data, dict) else None
     if found not in formats:

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sphereface2.train.load_errors import describe_load_error
+
 #: ``format`` value of one rank's shard file.
 SHARD_FORMAT = "sphereface2-checkpoint-shard"
 SHARD_VERSION = 1
@@ -95,7 +97,8 @@ def _load_shard(path: Path, iteration: int, rank: int, world_size: int) -> dict[
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # unpickling raises many types; all mean "not a shard"
-        raise ValueError(f"{path}: not a readable checkpoint shard ({err})") from None
+        reason = describe_load_error(err)  # never torch's advice to drop weights_only
+        raise ValueError(f"{path}: not a readable checkpoint shard ({reason})") from None
     ok = (
         isinstance(data, dict)
         and data.get("format") == SHARD_FORMAT
