@@ -21,7 +21,10 @@ across processes; rank 0 logs and writes the run folder, and every rank writes i
 classifier shard beside each checkpoint. "cuda" means cuda:LOCAL_RANK there.
 
 Overrides are dotted config keys with YAML values (schedule.milestones=[10,20],
-optim.max_grad_norm=null, data.val.0.path=lfw.bin). The run folder gets config.yaml,
+optim.max_grad_norm=null, data.val.0.path=lfw.bin, data.val=[]). The data paths of
+configs/paper/ are placeholders: each file's header shows the full command, with
+data.train and every data.val.N.path (or data.val=[] to train without validation sets);
+a missing validation file stops the run before it starts. The run folder gets config.yaml,
 log.txt, metrics.jsonl, checkpoints/, model.pt and summary.json. Ctrl-C writes a
 checkpoint before exiting (exit status 130); --resume auto continues from it.
 """

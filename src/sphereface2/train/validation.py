@@ -10,6 +10,7 @@ so running it more or less often does not change the training trajectory.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +38,29 @@ class ValSet:
         return np.asarray(self.dataset.issame, dtype=bool)
 
 
+def missing_val_files_message(entries: Sequence[tuple[str, str]]) -> str | None:
+    """Why training cannot start when some ``data.val`` files are missing, and how to
+    point the config at them or drop them; None when every file exists."""
+    missing = [
+        (i, name, path) for i, (name, path) in enumerate(entries) if not os.path.isfile(path)
+    ]
+    if not missing:
+        return None
+    listed = ", ".join(f"{name} (data.val.{i}.path={path})" for i, name, path in missing)
+    i, _, path = missing[0]
+    return (
+        f"validation file(s) not found: {listed}; give their paths as overrides, e.g. "
+        f"data.val.{i}.path=/data/{os.path.basename(path)}, or train without validation "
+        "sets: data.val=[]"
+    )
+
+
 def load_val_sets(entries: Sequence[tuple[str, str]], input_size: Sequence[int]) -> list[ValSet]:
-    """Open every ``(name, path)`` .bin; a missing file is an error naming it and the set."""
+    """Open every ``(name, path)`` .bin (``data.val`` in order); missing files are one error,
+    raised before any training, naming them and the overrides that fix it."""
+    problem = missing_val_files_message(entries)
+    if problem is not None:
+        raise FileNotFoundError(problem)
     sets = []
     for name, path in entries:
         try:
