@@ -69,11 +69,12 @@ def test_missing_validation_files_stop_train_before_it_starts(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(
-        "sphereface2 train: error: validation file(s) not found: lfw (data.val.0.path="
-        "data/val/lfw.bin), agedb_30 (data.val.1.path="
+        "sphereface2 train: error: validation set 'lfw': file not found: data/val/lfw.bin "
+        "(data.val.0.path); validation set 'agedb_30': file not found: "
+        f"{tmp_path / 'agedb_30.bin'} (data.val.1.path); "
     )
-    assert "cplfw (data.val.3.path=data/val/cplfw.bin)" in err
-    assert "data.val.0.path=/data/lfw.bin" in err and "data.val=[]" in err
+    assert "validation set 'cplfw': file not found: data/val/cplfw.bin (data.val.3.path)" in err
+    assert "e.g. data.val.0.path=/data/lfw.bin," in err and "data.val=[]" in err
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -83,6 +84,9 @@ def test_only_the_missing_sets_are_named(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         load_val_sets([("lfw", str(present)), ("cplfw", "nope/cplfw.bin")], (112, 112))
     message = str(info.value)
-    assert "not found: cplfw (data.val.1.path=nope/cplfw.bin);" in message
+    assert message.startswith(
+        "validation set 'cplfw': file not found: nope/cplfw.bin (data.val.1.path); give the "
+        "paths as overrides, e.g. data.val.1.path=/data/cplfw.bin, or train without "
+        "validation sets: data.val=[]"
+    )
     assert "data.val.0" not in message
-    assert "e.g. data.val.1.path=/data/cplfw.bin" in message

@@ -46,12 +46,14 @@ def missing_val_files_message(entries: Sequence[tuple[str, str]]) -> str | None:
     ]
     if not missing:
         return None
-    listed = ", ".join(f"{name} (data.val.{i}.path={path})" for i, name, path in missing)
+    listed = "; ".join(
+        f"validation set {name!r}: file not found: {path} (data.val.{i}.path)"
+        for i, name, path in missing
+    )
     i, _, path = missing[0]
     return (
-        f"validation file(s) not found: {listed}; give their paths as overrides, e.g. "
-        f"data.val.{i}.path=/data/{os.path.basename(path)}, or train without validation "
-        "sets: data.val=[]"
+        f"{listed}; give the paths as overrides, e.g. data.val.{i}.path=/data/"
+        f"{os.path.basename(path)}, or train without validation sets: data.val=[]"
     )
 
 
