@@ -101,3 +101,42 @@ def test_average_rejects_mismatched_models(tmp_path):
         ckpt.average_checkpoints([a, b])
     with pytest.raises(ValueError, match="no checkpoint"):
         ckpt.average_checkpoints([])
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 8832 vs 8720"),
+        OSError(28, "No space left on device"),
+    ],
+    ids=["torch-unexpected-pos", "enospc"],
+)
+def test_failed_write_is_a_named_os_error_and_keeps_the_old_files(tmp_path, monkeypatch, failure):
+    folder = tmp_path / "checkpoints"
+    ckpt.save_checkpoint(_state(1), folder, 1)
+    before = (folder / "ckpt_00000001.pt").read_bytes()
+
+    def full_disk(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")  # torch has written part of the file
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    target = folder / "ckpt_00000002.pt"
+    with pytest.raises(ckpt.CheckpointWriteError) as info:
+        ckpt.save_checkpoint(_state(2), folder, 2)
+    assert isinstance(info.value, OSError) and info.value.__cause__ is failure
+    message = str(info.value)
+    assert message.startswith(f"could not write checkpoint {target}: disk full? (")
+    assert " ".join(str(failure).split()) in message
+    assert sorted(p.name for p in folder.iterdir()) == ["ckpt_00000001.pt"]  # no temp, no torn
+    assert (folder / "ckpt_00000001.pt").read_bytes() == before
+
+
+def test_a_programming_error_is_not_reported_as_a_full_disk(tmp_path, monkeypatch):
+    def unpicklable(obj, handle, *args, **kwargs):
+        raise TypeError("cannot pickle 'generator' object")
+
+    monkeypatch.setattr(torch, "save", unpicklable)
+    with pytest.raises(TypeError, match="cannot pickle"):
+        ckpt.atomic_save({"x": 1}, tmp_path / "f.pt")
+    assert list(tmp_path.iterdir()) == []

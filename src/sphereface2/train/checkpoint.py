@@ -61,8 +61,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint (or model file) could not be written: the disk or quota is full, or
+    the file system failed. The previous files are untouched."""
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file, fsync and rename (all or nothing)."""
+    """``torch.save`` to ``path`` via a temporary file, fsync and rename (all or nothing).
+
+    Raises:
+        CheckpointWriteError: the write failed (torch reports a full disk as a
+            RuntimeError such as "unexpected pos ..." or "file write failed"; the OS as
+            an OSError); the message names ``path``.
+    """
     path = Path(path)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -71,9 +82,14 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             temp.unlink()
+        if isinstance(err, OSError | RuntimeError) and not isinstance(err, CheckpointWriteError):
+            reason = " ".join(str(err).split())[:300] or type(err).__name__
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: disk full? ({reason})"
+            ) from err
         raise
     _fsync_dir(path.parent)
 
