@@ -9,6 +9,11 @@ uninterrupted one, with any number of DataLoader workers:
   (seed, epoch, index), so a random flip does not depend on which worker loads the item;
 * :class:`TrainBatches` counts the samples actually consumed (not the ones the loader
   prefetched), which is the position a checkpoint records.
+
+With ``data.skip_corrupt`` a reader replaces an unreadable sample by the next readable one
+and records it in its ``corrupt_samples``, but each DataLoader worker keeps its own copy
+of that list. So each item carries the samples its read skipped back to the main process,
+where :attr:`TrainBatches.skipped_samples` collects them (once per sample) for the log.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from sphereface2.train.rng import derive_seed, fork_local_rng, sample_seed
 from sphereface2.train.sampler import ResumableSampler
@@ -36,6 +41,7 @@ class SeededSampleDataset(Dataset):
         self.dataset = dataset
         self.seed = seed
         self.epoch = 0
+        self.skip_log = _skip_log(dataset)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -44,8 +50,33 @@ class SeededSampleDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
+        log = self.skip_log
+        before = log.corrupt_samples if log is not None else []
         with fork_local_rng(sample_seed(self.seed, self.epoch, index)):
-            return self.dataset[index]
+            item = self.dataset[index]
+        if log is None:
+            return item
+        after = log.corrupt_samples
+        skipped = [m for m in after if m not in before] if len(after) != len(before) else []
+        return (*item, skipped)
+
+
+def _skip_log(dataset: Any) -> Any | None:
+    """The reader under ``dataset``'s wrappers (label noise, ...) that skips corrupt samples
+    and lists them in ``corrupt_samples``; None when nothing is skipped."""
+    for _ in range(8):  # wrappers keep the wrapped set in ``.dataset``
+        if getattr(dataset, "skip_corrupt", False) and hasattr(dataset, "corrupt_samples"):
+            return dataset
+        dataset = getattr(dataset, "dataset", None)
+        if dataset is None:
+            return None
+    return None
+
+
+def _collate_with_skipped(items: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Collate ``(image, label, skipped)`` items into ``(images, labels, all skipped)``."""
+    images, labels = default_collate([item[:-1] for item in items])
+    return images, labels, [message for item in items for message in item[-1]]
 
 
 def _worker_init(worker_id: int) -> None:
@@ -92,6 +123,11 @@ class TrainBatches:
         self.epoch = 0
         self.position = 0
         self._iterator: Iterator | None = None
+        #: Messages (naming file and record) of the samples skipped as unreadable, in the
+        #: order met, each once; ``pop_new_skipped`` returns those not yet reported.
+        self.skipped_samples: list[str] = []
+        self._skipped_seen: set[str] = set()
+        self._reported = 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -120,6 +156,7 @@ class TrainBatches:
             pin_memory=self.pin_memory,
             worker_init_fn=_worker_init if self.num_workers > 0 else None,
             generator=generator,
+            collate_fn=_collate_with_skipped if self.dataset.skip_log is not None else None,
         )
         return iter(loader)
 
@@ -134,7 +171,20 @@ class TrainBatches:
             self._iterator = self._start()
         batch = next(self._iterator)
         self.position += self.batch_size
-        return batch
+        if self.dataset.skip_log is None:
+            return batch
+        images, labels, skipped = batch
+        for message in skipped:
+            if message not in self._skipped_seen:
+                self._skipped_seen.add(message)
+                self.skipped_samples.append(message)
+        return images, labels
+
+    def pop_new_skipped(self) -> list[str]:
+        """Skipped samples met since the last call (to log them as they come)."""
+        new = self.skipped_samples[self._reported :]
+        self._reported = len(self.skipped_samples)
+        return new
 
     def close(self) -> None:
         """Drop the current loader iterator (shutting down its worker processes)."""

@@ -20,7 +20,9 @@ BatchNorm statistics stay per process (as in OpenSphere and InsightFace).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -28,6 +30,8 @@ from torch import nn
 
 from sphereface2.distributed.collectives import all_reduce_max, sum_allreduce_hook
 from sphereface2.distributed.process_group import DistributedContext, barrier
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,20 @@ class Parallel:
             return flag
         value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._comm_device())
         return bool(all_reduce_max(value).item())
+
+    def on_every_rank(self, work: Callable[[], T]) -> T:
+        """``work()`` on this rank; if it raised on any rank, every rank raises (a rank
+        that went on alone would wait forever in the next collective)."""
+        try:
+            result = work()
+        except Exception:
+            self.any(True)
+            raise
+        if self.any(False):
+            raise RuntimeError(
+                f"rank {self.rank}: another process failed its start-up checks (its error says why)"
+            )
+        return result
 
     def agree_on_overflow(
         self, scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer

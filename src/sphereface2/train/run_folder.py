@@ -1,12 +1,21 @@
 """The layout of a training run's output folder.
 
 <run>/config.yaml      the effective config (file + overrides), rewritten on resume
-<run>/log.txt          the text log (progress lines, messages), appended
+<run>/log.txt          the text log (progress lines, messages, errors), appended
 <run>/metrics.jsonl    one JSON row per logged step and validation
+<run>/curves.png       loss, positive/negative cosine, learning rate and validation
+                       accuracy against the iteration (redrawn when a run ends or stops)
 <run>/checkpoints/     ckpt_<iteration>.pt full training states (the newest N kept)
 <run>/model.pt         evaluation weights at the end (the last checkpoints averaged)
-<run>/summary.json     what happened: iterations, losses, speed, validation, files
+<run>/summary.json     what happened: status, iterations, losses, speed, validation, label
+                       noise, skipped samples, the error of a failed run, files
+<run>/label_noise.json the synthetic label noise, when data.label_noise.p > 0
+                       (NoisyLabelDataset.save_corrupted's record)
 <run>/tensorboard/     TensorBoard events, when enabled
+<run>/.lock            held by the one process training into the folder (its pid inside)
+
+Nothing is written before a run has passed its start-up checks (see
+:mod:`sphereface2.train.trainer`).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sphereface2.train.checkpoint import list_checkpoints
+from sphereface2.train.run_lock import LOCK_NAME
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,23 @@ class RunFolder:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def label_noise(self) -> Path:
+        return self.root / "label_noise.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def files(self) -> dict[str, Path]:
+        """Every entry of the layout by name (whether or not it exists yet)."""
+        names = ("config", "log", "metrics", "curves", "checkpoints", "model", "summary")
+        return {name: getattr(self, name) for name in (*names, "label_noise", "tensorboard")}
+
     def has_checkpoints(self) -> bool:
         return bool(list_checkpoints(self.checkpoints))
 
@@ -60,8 +87,8 @@ class RunFolder:
 
 
 def open_run_folder(out_dir: str | Path, resuming: bool, create: bool = True) -> RunFolder:
-    """The run folder at ``out_dir``, created if needed (and if ``create``: in a
-    multi-process run only rank 0 creates it, after every rank has run the check).
+    """The run folder at ``out_dir``, created if needed and ``create`` (the trainer passes
+    False and creates it once every start-up check has passed).
 
     A fresh run refuses a folder that already holds checkpoints (it would mix two runs);
     the message says how to resume it or where else to write.
