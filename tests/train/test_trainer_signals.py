@@ -136,5 +136,6 @@ def test_sigint_writes_a_checkpoint_then_resume_matches(tmp_path, tiny_config, a
     assert f"SIGINT received: stopped at iteration {found[0][0]}" in log
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["iteration"] == found[0][0]
+    assert summary["files"]["curves"] == str(run_dir / "curves.png")  # drawn on the stop
     train(cfg, run_dir, resume="auto", echo=False)
     assert_same_state(_final(tmp_path / "straight"), _final(run_dir))

@@ -8,8 +8,11 @@
 * ``optim``        SGD parameter groups and iteration-based learning-rate schedules
 * ``rng``          seeding and RNG state capture/restore
 * ``validation``   flip-fused embeddings and 10-fold accuracy on .bin sets
-* ``logging``      text log, JSONL metrics, TensorBoard, progress lines
+* ``logging``      text log, JSONL metrics, TensorBoard, progress lines, ``curves.png``
 * ``run_folder``   the layout of a run's output folder
+* ``run_lock``     one training process per run folder (an OS file lock)
+* ``failure``      what a run leaves behind when it fails mid-way (log, summary, checkpoint)
+* ``label_noise_record``  ``label_noise.json``: the record of a run's synthetic label noise
 
 Import from the submodules (``from sphereface2.train.trainer import train``); this package
 does not import them eagerly, so the light helpers stay light.

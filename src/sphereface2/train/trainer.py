@@ -22,9 +22,15 @@ batch, and rank 0 logs and writes the run folder (see :mod:`sphereface2.train.pa
 ``data.batch_size`` is the global batch, so a config trains the same model on any number
 of processes (up to floating-point summation order and per-process BatchNorm statistics).
 
-Failures: a non-finite loss stops the run before the bad step is applied, naming the
-iteration; the last checkpoint stays as it was. Ctrl-C (SIGINT) or SIGTERM finishes the
-current iteration, writes a checkpoint and raises KeyboardInterrupt.
+Run folder: one process at a time (an OS lock, :mod:`sphereface2.train.run_lock`), and
+nothing is written into it before every start-up check has passed (data, validation
+sets, options, a resumable checkpoint): a refused start leaves the folder as it was.
+
+Failures: a non-finite loss or embedding stops the run before the bad step is applied;
+any failure mid-run is logged, recorded in summary.json and, when the last good state is
+intact, saved as an emergency checkpoint (:mod:`sphereface2.train.failure`). Ctrl-C
+(SIGINT) or SIGTERM finishes the current iteration, writes a checkpoint and raises
+KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -71,6 +77,17 @@ from sphereface2.train.checkpoint import (
     save_checkpoint,
 )
 from sphereface2.train.data_loading import TrainBatches
+from sphereface2.train.failure import (
+    NonFiniteLossError,
+    all_finite,
+    record_failure,
+    state_is_finite,
+)
+from sphereface2.train.label_noise_record import (
+    describe_label_noise,
+    label_noise_summary,
+    write_label_noise,
+)
 from sphereface2.train.logging import (
     MetricsLogger,
     TextLog,
@@ -78,10 +95,12 @@ from sphereface2.train.logging import (
     progress_line,
     truncate_jsonl,
 )
+from sphereface2.train.logging.curves import plot_training_curves
 from sphereface2.train.optim import LRSchedule, build_sgd, set_lr
 from sphereface2.train.parallel import Parallel
 from sphereface2.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from sphereface2.train.run_folder import RunFolder, open_run_folder
+from sphereface2.train.run_lock import RunFolderClaim
 from sphereface2.train.sharded_checkpoint import (
     load_rows,
     shard_file_name,
@@ -91,11 +110,6 @@ from sphereface2.train.sharded_checkpoint import (
     split_optimizer_state,
 )
 from sphereface2.train.validation import load_val_sets, validate
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the iteration and the last
-    good checkpoint."""
 
 
 class ResumeError(ValueError):
@@ -270,13 +284,13 @@ class _Run:
         parallel: Parallel,
         checkpoint: dict[str, Any] | None,
         checkpoint_path: Path | None,
-        log: TextLog | _Silent,
     ) -> None:
         self.cfg = cfg
         self.run = run
         self.par = parallel
         self.device = device = parallel.device
-        self.log = log
+        self.log: TextLog | _Silent = _Silent()  # rank 0's log, once the run has started
+        self.notes: list[str] = []  # lines for the log, which does not exist yet
         self.amp_dtype = autocast_dtype(cfg.runtime.amp, device)
         self.start_iteration = int(checkpoint["iteration"]) if checkpoint else 0
         self.iteration = self.start_iteration
@@ -329,8 +343,21 @@ class _Run:
         )
         if checkpoint is not None:
             self._load_state(checkpoint, checkpoint_path)
-        # wrapped last: DDP broadcasts rank 0's weights, which now include a resumed state
-        self.model = parallel.wrap_backbone(self.backbone)
+        # forward passes change buffers (BatchNorm statistics): see restore_good_state
+        self.has_buffers = any(True for m in (self.backbone, self.head) for _ in m.buffers())
+        self.phase = "loop"  # "data", "step", "update" inside step(); see failure.py
+        self._step_start: tuple[dict[str, int], dict[str, Any]] | None = None
+        self._forwarded = False
+        self.model: nn.Module = self.backbone  # DDP-wrapped by start() with several processes
+
+    @property
+    def distributed(self) -> bool:
+        return self.par.distributed
+
+    def start(self) -> None:
+        """Wrap the backbone for data parallelism (a collective: once every rank passed its
+        checks). DDP broadcasts rank 0's weights, which include a resumed state."""
+        self.model = self.par.wrap_backbone(self.backbone)
 
     def _sharded_param_ids(self) -> dict[str, int]:
         """Optimiser state-dict ids of the head's sharded parameters (ids count the
@@ -408,7 +435,7 @@ class _Run:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.batches.load_state_dict(self._data_position(data, path))
         if rng is None:
-            self.log.info(
+            self.notes.append(
                 f"resuming a {saved_world}-process checkpoint with {self.par.world_size} "
                 "process(es): same weights, optimiser state and data order; the random "
                 "streams continue from rank 0's, so the run is not bit-identical to an "
@@ -451,13 +478,18 @@ class _Run:
 
     # ----- one optimiser step -----------------------------------------------------------
     def step(self, want_stats: bool) -> tuple[float, dict[str, float]]:
-        """One iteration; returns (mean loss over the micro-batches, head stats)."""
+        """One iteration; returns (mean loss over the micro-batches, head stats).
+        ``phase`` and the start snapshot let a failure handler rewind a failed iteration."""
+        self._step_start = (self.batches.state_dict(), capture_rng_state())
+        self._forwarded = False
         set_lr(self.optimizer, self.schedule(self.iteration))
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         stats: dict[str, float] = {}
         for micro in range(self.accumulation):
+            self.phase = "data"
             images, labels = next(self.batches)
+            self.phase = "step"
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             if self.cfg.runtime.channels_last:
@@ -468,7 +500,15 @@ class _Run:
             sync = self.model.no_sync() if defer else contextlib.nullcontext()
             with sync:
                 with _autocast(self.device, self.amp_dtype):
+                    self._forwarded = True
                     embeddings = self.model(images)
+                    # before the head's own input check, so that the error names the
+                    # iteration; agreed by all ranks, which then stop alike
+                    if self.par.any(not all_finite([embeddings.detach()])):
+                        raise NonFiniteLossError(
+                            f"non-finite embedding at iteration {self.iteration + 1}: the "
+                            "backbone output NaN/inf; the step was not applied"
+                        )
                     if want_stats and last:
                         loss, raw_stats = self.head(embeddings, labels, return_stats=True)
                         stats = {k: float(v) for k, v in raw_stats.items()}
@@ -478,11 +518,9 @@ class _Run:
             total += loss.detach().float()
         loss_value = float(total) / self.accumulation
         if not math.isfinite(loss_value):
-            where = self.last_checkpoint or "none was written yet"
             raise NonFiniteLossError(
                 f"non-finite loss ({loss_value}) at iteration {self.iteration + 1}; the step "
-                f"was not applied. Last good checkpoint: {where}. Lower optim.lr, set "
-                "optim.max_grad_norm, or check the data"
+                "was not applied"
             )
         clip = self.cfg.optim.max_grad_norm
         if clip is not None or self.par.distributed:
@@ -492,10 +530,25 @@ class _Run:
             # the norm over the whole model: replicated parameters once, every rank's shard
             norm = clip_grad_norm_(self.replicated_params, self.sharded_params, clip)
             stats["grad_norm"] = float(norm)
+        self.phase = "update"
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.iteration += 1
+        self.phase = "loop"
         return loss_value, stats
+
+    def restore_good_state(self) -> bool:
+        """After a failure: back to the end of the last completed iteration, and whether
+        that state is intact (see :mod:`sphereface2.train.failure`)."""
+        mid_step = self.phase != "loop"
+        if self.phase == "update" or (mid_step and self._forwarded and self.has_buffers):
+            return False
+        if mid_step and self._step_start is not None:
+            position, rng = self._step_start
+            self.batches.load_state_dict(position)
+            restore_rng_state(rng)
+            self.phase = "loop"
+        return state_is_finite([self.backbone, self.head], self.optimizer)
 
     def validate(self) -> dict[str, float]:
         if not self.val_sets:
@@ -571,16 +624,11 @@ def train(
         return _train_in_folder(cfg, out_dir, resume, stop_after, echo, parallel)
 
 
-def _train_in_folder(
-    cfg: TrainConfig,
-    out_dir: Path,
-    resume: str | Path | None,
-    stop_after: int | None,
-    echo: bool,
-    parallel: Parallel,
-) -> TrainResult:
-    """Every rank runs the same checks on the same files (so they fail alike); rank 0
-    alone writes the run folder's config, logs and metrics."""
+def _prepare(
+    cfg: TrainConfig, out_dir: Path, resume: str | Path | None, parallel: Parallel
+) -> tuple[_Run, Path | None]:
+    """Every start-up check, reading files only: the checkpoint fits the config, the data
+    and validation sets open, the model builds and the saved state loads into it."""
     ckpt_path = _find_resume_checkpoint(resume, out_dir)
     # the head's shard files stay on disk: each rank reads only its rows later
     checkpoint = load_checkpoint(ckpt_path, merge_shards=False) if ckpt_path else None
@@ -593,46 +641,69 @@ def _train_in_folder(
                 f"({_describe_diff(old, cfg, blocking)}); only logging, checkpointing, "
                 "validation, worker and device settings may change on resume"
             )
-    run_folder = open_run_folder(out_dir, resuming=ckpt_path is not None, create=parallel.is_main)
-    log: TextLog | _Silent = _Silent()
-    metrics: MetricsLogger | _Silent = _Silent()
-    if parallel.is_main:
-        start = int(checkpoint["iteration"]) if checkpoint else 0
-        truncate_jsonl(run_folder.metrics, start)
-        save_config(cfg, run_folder.config)
-        log = TextLog(run_folder.log, echo=echo)
-        metrics = MetricsLogger(
-            run_folder.metrics, run_folder.tensorboard if cfg.runtime.tensorboard else None
+    run_folder = open_run_folder(out_dir, resuming=ckpt_path is not None, create=False)
+    return _Run(cfg, run_folder, parallel, checkpoint, ckpt_path), ckpt_path
+
+
+def _open_records(state: _Run, echo: bool) -> tuple[TextLog | _Silent, MetricsLogger | _Silent]:
+    """Rank 0 writes the run folder's config, log, metrics and label-noise record."""
+    if not state.par.is_main:
+        return _Silent(), _Silent()
+    run, cfg = state.run, state.cfg
+    run.create()
+    truncate_jsonl(run.metrics, state.start_iteration)
+    save_config(cfg, run.config)
+    if label_noise_summary(state.dataset, run.label_noise) is not None:
+        write_label_noise(state.dataset, run.label_noise)
+    log = TextLog(run.log, echo=echo)
+    metrics = MetricsLogger(run.metrics, run.tensorboard if cfg.runtime.tensorboard else None)
+    return log, metrics
+
+
+def _train_in_folder(
+    cfg: TrainConfig,
+    out_dir: Path,
+    resume: str | Path | None,
+    stop_after: int | None,
+    echo: bool,
+    parallel: Parallel,
+) -> TrainResult:
+    """Rank 0 claims the run folder (its lock) before anything is read; every rank then
+    runs the same read-only checks (so they fail alike), and only once all passed does rank
+    0 write into the folder. A refused start leaves the folder as it was, and removes it
+    if this call created it."""
+    with contextlib.ExitStack() as stack:
+        claim = parallel.on_every_rank(
+            lambda: stack.enter_context(RunFolderClaim(out_dir)) if parallel.is_main else None
         )
-    parallel.barrier()  # the folder exists before any rank writes into it
-    try:
-        return _train(cfg, run_folder, parallel, checkpoint, ckpt_path, stop_after, log, metrics)
-    finally:
-        metrics.close()
-        log.close()
+        state, ckpt_path = parallel.on_every_rank(lambda: _prepare(cfg, out_dir, resume, parallel))
+        log, metrics = parallel.on_every_rank(lambda: _open_records(state, echo))
+        stack.callback(log.close)
+        stack.callback(metrics.close)
+        if claim is not None:
+            claim.keep()
+        state.log = log
+        state.start()
+        return _train(state, ckpt_path, stop_after, log, metrics)
 
 
 def _train(
-    cfg: TrainConfig,
-    run_folder: RunFolder,
-    parallel: Parallel,
-    checkpoint: dict[str, Any] | None,
+    state: _Run,
     ckpt_path: Path | None,
     stop_after: int | None,
     log: TextLog | _Silent,
     metrics: MetricsLogger | _Silent,
 ) -> TrainResult:
+    cfg, parallel, run_folder = state.cfg, state.par, state.run
     total = cfg.schedule.iterations
     if metrics.warning:
         log.info(metrics.warning)
-    if checkpoint is not None:
-        log.info(
-            f"resuming {run_folder.root} from {ckpt_path} (iteration {checkpoint['iteration']})"
-        )
+    if ckpt_path is not None:
+        log.info(f"resuming {run_folder.root} from {ckpt_path} (iteration {state.iteration})")
     else:
         log.info(f"starting {cfg.name} in {run_folder.root}")
-    state = _Run(cfg, run_folder, parallel, checkpoint, ckpt_path, log)
-    del checkpoint  # the weights now live in the modules; free the CPU copy
+    for note in state.notes:
+        log.info(note)
     device = parallel.device
     processes = ""
     if parallel.distributed:
@@ -647,79 +718,101 @@ def _train(
         f"{state.batches.batches_per_epoch * state.accumulation} micro-batches per epoch | "
         f"{cfg.model.backbone} + {cfg.head.name} | amp {cfg.runtime.amp}"
     )
+    noise = label_noise_summary(state.dataset, run_folder.label_noise)
+    if noise is not None:
+        log.info(describe_label_noise(noise))
     end = total if stop_after is None else min(total, stop_after)
     started = time.perf_counter()
     window_start, window_iters, window_loss = time.perf_counter(), 0, 0.0
     last_loss = float("nan")
     val_results: dict[str, float] = {}
     status = "completed"
-    with _StopSignals() as stop:
-        while state.iteration < end:
-            if parallel.any(stop.received is not None):  # every rank stops at the same step
-                path = state.save()
-                log.info(
-                    f"{stop.received or 'a stop signal on another rank'} received: stopped at "
-                    f"iteration {state.iteration}; "
-                    f"checkpoint {path}; continue with --resume auto"
-                )
-                _write_summary(state, "interrupted", last_loss, started, val_results, None, [])
-                raise KeyboardInterrupt(f"training interrupted at iteration {state.iteration}")
-            want_stats = (state.iteration + 1) % cfg.runtime.log_every == 0
-            try:
-                last_loss, stats = state.step(want_stats)
-            except NonFiniteLossError as err:
-                log.info(str(err))
-                _write_summary(state, "failed", float("nan"), started, val_results, None, [])
-                raise
-            window_iters += 1
-            window_loss += last_loss
-            it = state.iteration
-            if it % cfg.runtime.log_every == 0 or it == end:
-                now = time.perf_counter()
-                seconds = max(now - window_start, 1e-9)
-                images_per_s = window_iters * cfg.data.batch_size / seconds
-                eta = (end - it) * seconds / window_iters
-                lr = state.optimizer.param_groups[0]["lr"]
-                mean_loss = window_loss / window_iters
-                log.info(
-                    progress_line(
-                        it, total, state.batches.epoch, mean_loss, lr, images_per_s, eta, stats
+    try:
+        with _StopSignals() as stop:
+            while state.iteration < end:
+                if parallel.any(stop.received is not None):  # every rank stops at one step
+                    path = state.save()
+                    log.info(
+                        f"{stop.received or 'a stop signal on another rank'} received: stopped "
+                        f"at iteration {state.iteration}; "
+                        f"checkpoint {path}; continue with --resume auto"
                     )
-                )
-                metrics.log(
-                    "train",
-                    it,
-                    {
-                        "loss": mean_loss,
-                        "lr": lr,
-                        "images_per_s": images_per_s,
-                        "epoch": state.batches.epoch,
-                        **stats,
-                    },
-                )
-                window_start, window_iters, window_loss = now, 0, 0.0
-            if state.val_sets and (it % cfg.data.val_every == 0 or it == total):
-                if parallel.is_main:  # the backbone is the same on every rank
-                    val_results = state.validate()
-                    metrics.log("val", it, val_results)
-                    log.info(f"validation at iteration {it}: " + _format_val(val_results))
-                parallel.barrier()
-            if it % cfg.runtime.checkpoint_every == 0 or it == end:
-                state.save()
-    state.batches.close()
-    if state.iteration < total:
-        status = "stopped"
-        path = state.save()
-        log.info(f"stopped after iteration {state.iteration} as asked; checkpoint {path}")
-        return _finish(state, status, last_loss, started, val_results, None, [], {}, log)
+                    _draw_curves(state, log)
+                    _write_summary(state, "interrupted", last_loss, started, val_results, None, [])
+                    raise KeyboardInterrupt(f"training interrupted at iteration {state.iteration}")
+                want_stats = (state.iteration + 1) % cfg.runtime.log_every == 0
+                last_loss, stats = state.step(want_stats)
+                for message in state.batches.pop_new_skipped():
+                    log.info(f"skipped an unreadable sample (data.skip_corrupt): {message}")
+                window_iters += 1
+                window_loss += last_loss
+                it = state.iteration
+                if it % cfg.runtime.log_every == 0 or it == end:
+                    now = time.perf_counter()
+                    seconds = max(now - window_start, 1e-9)
+                    images_per_s = window_iters * cfg.data.batch_size / seconds
+                    eta = (end - it) * seconds / window_iters
+                    lr = state.optimizer.param_groups[0]["lr"]
+                    mean_loss = window_loss / window_iters
+                    log.info(
+                        progress_line(
+                            it, total, state.batches.epoch, mean_loss, lr, images_per_s, eta, stats
+                        )
+                    )
+                    metrics.log(
+                        "train",
+                        it,
+                        {
+                            "loss": mean_loss,
+                            "lr": lr,
+                            "images_per_s": images_per_s,
+                            "epoch": state.batches.epoch,
+                            **stats,
+                        },
+                    )
+                    window_start, window_iters, window_loss = now, 0, 0.0
+                if state.val_sets and (it % cfg.data.val_every == 0 or it == total):
+                    if parallel.is_main:  # the backbone is the same on every rank
+                        val_results = state.validate()
+                        metrics.log("val", it, val_results)
+                        log.info(f"validation at iteration {it}: " + _format_val(val_results))
+                    parallel.barrier()
+                if it % cfg.runtime.checkpoint_every == 0 or it == end:
+                    state.save()
+        state.batches.close()
+        if state.iteration < total:
+            status = "stopped"
+            path = state.save()
+            log.info(f"stopped after iteration {state.iteration} as asked; checkpoint {path}")
+            return _finish(state, status, last_loss, started, val_results, None, [], {}, log)
 
-    model_path, averaged, val_avg = None, [], {}
-    if parallel.is_main:
-        model_path, averaged, val_avg = _write_model_file(state, log)
-    parallel.barrier()
+        model_path, averaged, val_avg = None, [], {}
+        if parallel.is_main:
+            model_path, averaged, val_avg = _write_model_file(state, log)
+        parallel.barrier()
+    except Exception as err:
+        _draw_curves(state, log)
+        raise record_failure(
+            state,
+            err,
+            log.info,
+            lambda extra: _write_summary(
+                state, "failed", float("nan"), started, val_results, None, [], extra=extra
+            ),
+        ) from err
     return _finish(
         state, status, last_loss, started, val_results, model_path, averaged, val_avg, log
     )
+
+
+def _draw_curves(state: _Run, log: TextLog | _Silent) -> None:
+    """Rank 0 draws curves.png from metrics.jsonl; a drawing problem never fails a run."""
+    if not state.par.is_main:
+        return
+    try:
+        plot_training_curves(state.run.metrics, state.run.curves)
+    except Exception as err:
+        log.info(f"could not draw {state.run.curves}: {err}")
 
 
 def _format_val(results: dict[str, float]) -> str:
@@ -770,7 +863,9 @@ def _write_summary(
     model_path: Path | None,
     averaged: list[int],
     val_averaged: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """summary.json (rank 0); ``extra`` adds keys (a failure's iteration and reason)."""
     elapsed = time.perf_counter() - started
     done = state.iteration - state.start_iteration
     summary = {
@@ -792,6 +887,14 @@ def _write_summary(
         "averaged_iterations": averaged,
         "val": val,
         "val_averaged": val_averaged or {},
+        "label_noise": label_noise_summary(state.dataset, state.run.label_noise),
+        "skipped_samples": len(state.batches.skipped_samples),
+        **(extra or {}),
+        "files": {
+            name: str(path)
+            for name, path in state.run.files().items()
+            if path.exists() or name == "summary"  # about to be written
+        },
     }
     if state.par.is_main:
         state.run.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -809,6 +912,7 @@ def _finish(
     val_averaged: dict[str, float],
     log: TextLog | _Silent,
 ) -> TrainResult:
+    _draw_curves(state, log)
     summary = _write_summary(
         state, status, last_loss, started, val, model_path, averaged, val_averaged
     )
@@ -823,7 +927,9 @@ def _finish(
         lines.append(f"  validation: {_format_val(val)}")
     if val_averaged:
         lines.append(f"  averaged model: {_format_val(val_averaged)}")
-    lines.append(f"  summary {state.run.summary}")
+    if summary["skipped_samples"]:
+        lines.append(f"  skipped {summary['skipped_samples']} unreadable sample(s)")
+    lines.append(f"  curves {state.run.curves}; summary {state.run.summary}")
     log.info("\n".join(lines))
     return TrainResult(
         run_dir=state.run.root,
