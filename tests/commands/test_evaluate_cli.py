@@ -131,15 +131,22 @@ def test_an_unwritable_report_folder_fails_before_the_model_is_loaded(
 def test_a_report_folder_without_write_permission_fails_at_once(
     data, main_with_evaluate, monkeypatch, capsys
 ):
+    out = data / "new_eval"
+    argv = ["evaluate", str(data / "no_model.pt"), str(data / "lfw.bin"), "--out", str(out)]
+    assert main_with_evaluate(argv) == 1
+    assert "model not found" in capsys.readouterr().err
+    assert not out.exists()  # the check wrote in the parent: no empty folder left behind
+
     def refuse(*args, **kwargs):  # as root, chmod cannot forbid: the OS call fails instead
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    out = data / "readonly_eval"
-    argv = ["evaluate", str(data / "no_model.pt"), str(data / "lfw.bin"), "--out", str(out)]
+    denied = os.strerror(errno.EACCES)
     assert main_with_evaluate(argv) == 1
-    err = capsys.readouterr().err
-    assert f"cannot write a file in the report folder {out}: {os.strerror(errno.EACCES)}" in err
+    assert f"cannot create the report folder {out}: {denied}" in capsys.readouterr().err
+    out.mkdir()
+    assert main_with_evaluate(argv) == 1
+    assert f"cannot write a file in the report folder {out}: {denied}" in capsys.readouterr().err
 
 
 def test_an_unwritable_ijb_cache_fails_before_the_model_is_loaded(data, main_with_evaluate, capsys):
