@@ -224,6 +224,17 @@ def test_ijb_11_end_to_end_and_tar_at_far_labels():
     assert result.auc == pytest.approx(ref.mann_whitney_auc(scores.tolist(), labels.tolist()))
     assert "TAR@FAR=1e-02 (nearest ROC point, InsightFace)" in str(result)
     assert tar_at_far(scores, labels, (1e-1,), "interpolated")[0] == result.tar_at_far[3]
+    # About 280 impostor pairs resolve FAR 1e-2 but not 1e-3: printed as n/a, not a number.
+    fine = ijb_11(tf, ids, t1, t2, labels, fars=(1e-3, 1e-2))
+    impostors = int((~labels).sum())
+    assert 100 <= impostors < 1000 and fine.num_impostor == impostors
+    lines = str(fine).splitlines()
+    assert (
+        lines[1]
+        == f"  TAR@FAR=1e-03 (nearest ROC point, InsightFace): n/a ({impostors} impostor pairs)"
+    )
+    assert lines[2].startswith("  TAR@FAR=1e-02 (nearest ROC point, InsightFace): ")
+    assert lines[2].endswith("%")
 
 
 # ----------------------------------------------------------------------------- 1:N

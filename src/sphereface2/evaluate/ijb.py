@@ -40,6 +40,7 @@ from sphereface2.evaluate.roc import (
     READ_METHODS,
     ReadMethod,
     TprAtFpr,
+    fpr_resolved,
     roc_auc,
     roc_curve,
     tpr_at_fpr,
@@ -457,12 +458,21 @@ class IJBVerificationResult:
     num_impostor: int
     protocol: str = "IJB 1:1 template verification (cosine of pooled template features)"
 
+    def resolves(self, far: float) -> bool:
+        """False when there are fewer than 1 / ``far`` impostor pairs (TAR is not measured
+        there; :func:`~sphereface2.evaluate.roc.fpr_resolved`)."""
+        return fpr_resolved(far, self.num_impostor)
+
     def __str__(self) -> str:
         lines = [
             f"{self.protocol}: {self.num_genuine} genuine, {self.num_impostor} impostor pairs, "
             f"AUC {100 * self.auc:.4f}%"
         ]
-        lines += [f"  {str(r).replace('TPR@FPR', 'TAR@FAR')}" for r in self.tar_at_far]
+        for r in self.tar_at_far:
+            line = str(r).replace("TPR@FPR", "TAR@FAR")
+            if not self.resolves(r.fpr):
+                line = f"{line.rsplit(': ', 1)[0]}: n/a ({self.num_impostor:,} impostor pairs)"
+            lines.append(f"  {line}")
         return "\n".join(lines)
 
 

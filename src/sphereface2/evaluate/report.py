@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sphereface2.evaluate.roc import roc_curve
+from sphereface2.evaluate.roc import fpr_resolved, roc_curve
 from sphereface2.evaluate.roc_plot import RocPoints, plot_curves, roc_points
 from sphereface2.evaluate.runner import SetEvaluation, VerificationRun
 from sphereface2.evaluate.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROTOCOL
@@ -82,9 +82,7 @@ class TarAtFar:
     def resolves(self, far: float) -> bool:
         """False when there are fewer than 1 / ``far`` impostor pairs: the ROC's first step
         above FAR 0 is already larger than ``far``, so no threshold reaches it."""
-        if self.num_impostor is None:
-            return True
-        return far * self.num_impostor >= 1.0 - 1e-9  # 1e-6 * 1e6 may round below 1
+        return self.num_impostor is None or fpr_resolved(far, self.num_impostor)
 
     def unresolved_reason(self, far: float) -> str:
         """Why TAR at ``far`` is not given (see :meth:`resolves`)."""

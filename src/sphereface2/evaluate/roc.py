@@ -309,6 +309,14 @@ def sklearn_points(roc: RocCurve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idx, known, mask
 
 
+def fpr_resolved(fpr: float, num_impostor: int) -> bool:
+    """Whether ``num_impostor`` impostor pairs can resolve the target ``fpr``: with fewer
+    than 1 / fpr of them the first false accept already exceeds it, so a TPR read there
+    only repeats the ROC's first step (a tolerance keeps 1e-6 x 1e6, which rounds below 1,
+    resolved)."""
+    return fpr * num_impostor >= 1.0 - 1e-9
+
+
 def _check_targets(fprs: Sequence[float]) -> list[float]:
     out = []
     for f in fprs:
