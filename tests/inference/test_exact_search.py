@@ -91,3 +91,20 @@ def test_errors():
         exact_top_k(g, g[:, :2], 1)
     with pytest.raises(ValueError, match="starts must begin at 0"):
         exact_top_k(g, g, 1, np.array([1, 2]))
+
+
+def test_chunks_are_sized_by_the_memory_bound(monkeypatch):
+    seen = []
+    block_top_k = search._block_top_k
+
+    def spy(gallery, queries, bounds, k, chunk_rows):
+        seen.append((queries.shape[0], chunk_rows))
+        return block_top_k(gallery, queries, bounds, k, chunk_rows)
+
+    monkeypatch.setattr(search, "_block_top_k", spy)
+    rng = np.random.default_rng(4)
+    gallery, queries = unit_rows(rng, 50, 4), unit_rows(rng, 10, 4)
+    exact_top_k(gallery, queries, 2, memory_bytes=12 * 10 * 3000)  # 12 B per score
+    exact_top_k(gallery.astype(np.float64), queries, 2, memory_bytes=(12 * 10 + 16) * 3000)
+    exact_top_k(gallery, queries, 2, memory_bytes=1)
+    assert seen == [(10, 3000), (10, 3000), (10, search.MIN_CHUNK_ROWS)]

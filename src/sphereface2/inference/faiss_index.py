@@ -4,7 +4,8 @@ The index holds the gallery's L2-normalised rows, so its inner product is the co
 
 - below :data:`IVF_FROM_ROWS` rows a flat inner-product index (``IndexFlatIP``): exact,
   the same ranking as :func:`~sphereface2.inference.search.exact_top_k` up to float
-  rounding, and faster on many queries because faiss blocks the products for the cache;
+  rounding (it only keeps one code path for every size: on the benchmark's 2-core CPU it
+  was slower than the numpy search, see benchmarks/results/gallery_search.json);
 - from :data:`IVF_FROM_ROWS` rows an inverted-file index (``IndexIVFFlat``, inner product):
   spherical k-means cells, ``nlist`` = the power of two nearest sqrt(N) (a common choice:
   a query then scans about ``nprobe`` / sqrt(N) of the gallery), trained on at most

@@ -8,9 +8,10 @@ many near-identical photos cannot fill all K places. Without groups every row is
 its own.
 
 Scores are inner products: cosines for L2-normalised rows. The gallery is read in chunks
-of whole groups and the (queries x chunk) score matrix stays under ``memory_bytes``, so a
-memory-mapped gallery larger than RAM can be searched; the cost is one pass over the
-gallery per block of queries.
+of whole groups, sized so that a chunk's (queries x rows) scores and partition indices stay
+under ``memory_bytes`` (64 MiB by default; a single identity larger than that is still one
+chunk), so a memory-mapped gallery larger than RAM can be searched; the cost is one pass
+over the gallery per block of queries.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Default bound of one block's score matrix plus its gallery chunk.
+#: Default bound of one chunk's transient scores and partition indices.
 DEFAULT_MEMORY_BYTES = 64 << 20
 #: Queries scored together; more would only make the chunks thinner.
 QUERY_BLOCK = 1024
@@ -73,9 +74,10 @@ def _sorted(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _keep_best(scores: np.ndarray, groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if scores.shape[1] <= k:
+    n = scores.shape[1]
+    if n <= k:
         return scores, groups
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part = np.argpartition(scores, n - k, axis=1)[:, n - k :]  # no negated copy of scores
     return np.take_along_axis(scores, part, 1), np.take_along_axis(groups, part, 1)
 
 
@@ -96,6 +98,13 @@ def _block_top_k(
             np.concatenate([best_s, chunk_s], 1), np.concatenate([best_g, chunk_g], 1), k
         )
     return _sorted(best_s, best_g)
+
+
+def _bytes_per_row(queries: int, gallery: np.ndarray) -> int:
+    """Transient bytes per gallery row of a chunk: its float32 score and int64 partition
+    index per query, and a float32 copy of the row when the gallery is not float32."""
+    copy = 0 if gallery.dtype == np.float32 else 4 * gallery.shape[1]
+    return 12 * queries + copy
 
 
 def _best_rows(
@@ -129,7 +138,7 @@ def exact_top_k(
         k: matches per query; fewer when the gallery has fewer groups.
         starts: first row of each group (:func:`group_starts`); None: rows are ranked one
             by one.
-        memory_bytes: bound on one block's (queries x chunk) scores plus its gallery chunk.
+        memory_bytes: bound on one chunk's transient (queries x rows) scores and indices.
 
     Returns:
         A :class:`TopK` of width ``min(k, number of groups)``.
@@ -153,7 +162,7 @@ def exact_top_k(
     groups = np.empty((queries.shape[0], width), np.int64)
     for q0 in range(0, queries.shape[0], QUERY_BLOCK):
         block = queries[q0 : q0 + QUERY_BLOCK]
-        chunk_rows = max(MIN_CHUNK_ROWS, memory_bytes // (4 * (block.shape[0] + gallery.shape[1])))
+        chunk_rows = max(MIN_CHUNK_ROWS, memory_bytes // _bytes_per_row(block.shape[0], gallery))
         s, g = _block_top_k(gallery, block, bounds, width, chunk_rows)
         scores[q0 : q0 + block.shape[0]], groups[q0 : q0 + block.shape[0]] = s, g
     rows = groups.copy() if starts is None else _best_rows(gallery, queries, bounds, groups)
