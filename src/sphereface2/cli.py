@@ -14,7 +14,7 @@ import sys
 from sphereface2 import __version__
 
 # Families in the order they appear in --help; each module adds its own sub-commands.
-_COMMAND_MODULES = ("demo", "data", "train", "evaluate", "export")
+_COMMAND_MODULES = ("demo", "data", "train", "evaluate", "export", "compare", "gallery")
 #: Set to 1 to see the traceback of the failures that are otherwise reported in one line.
 DEBUG_ENV = "SPHEREFACE2_DEBUG"
 
