@@ -142,6 +142,26 @@ def test_save_load_round_trip_and_diff(tmp_path):
     assert resume_blocking_diff(cfg, other) == ["optim.lr"]
 
 
+def test_resume_may_turn_on_skip_corrupt_but_not_change_model_init(tmp_path):
+    path = _write(tmp_path, MINIMAL)
+    cfg = load_config(path)
+    assert cfg.model.init is None and cfg.model.init_strict is True
+    skipping = load_config(path, ["data.skip_corrupt=true"])
+    assert config_diff(cfg, skipping) == ["data.skip_corrupt"]
+    assert resume_blocking_diff(cfg, skipping) == []  # the failure advice relies on it
+    tuned = load_config(path, ["model.init=runs/a/model.pt", "model.init_strict=false"])
+    assert tuned.model.init == "runs/a/model.pt" and tuned.model.init_strict is False
+    # a resume never reads model.init; config.yaml keeps saying where the weights started
+    assert resume_blocking_diff(cfg, tuned) == ["model.init", "model.init_strict"]
+    out = tmp_path / "tuned.yaml"
+    save_config(tuned, out)
+    assert load_config(out) == tuned
+    with pytest.raises(ConfigError, match=r"model\.init: must be a path \(or null"):
+        load_config(path, ['model.init=""'])
+    with pytest.raises(ConfigError, match=r"model\.init_strict: expected bool"):
+        load_config(path, ["model.init_strict=maybe"])
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)

@@ -48,12 +48,21 @@ class ModelConfig:
     ``input_size`` lives here (not under ``data``) because a backbone is built for one input
     size; training and evaluation images are resized to it. ``options`` holds the family's
     other keyword options, e.g. ``batch_norm`` and ``width`` for SFNet, ``dropout`` for both.
+
+    ``init`` (fine-tuning): a file or folder whose backbone weights a fresh run starts
+    from: arcface_torch's ``backbone.pth`` (a plain state dict), a sphereface2 checkpoint,
+    ``model.pt`` or run folder, or a safetensors export; the head starts fresh. With
+    ``init_strict`` (the default) every key and shape must match; ``false`` loads what fits
+    and logs what it skipped (a different embedding layer, say). A resumed run ignores
+    ``init``: its checkpoint holds every weight (:mod:`sphereface2.train.init_weights`).
     """
 
     backbone: str
     embedding_dim: int = 512
     input_size: tuple[int, int] = (112, 112)
     options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    init_strict: bool = True
 
 
 @dataclass
@@ -189,9 +198,13 @@ class TrainConfig:
 #: is allowed (data moves between machines); the trainer instead checks that the dataset's
 #: size and number of classes match the checkpoint. ``runtime.device`` is allowed too
 #: (resuming a GPU run on another GPU type, say); exactness is promised on one device only.
+#: ``data.skip_corrupt`` changes nothing on readable data, so a run stopped by a corrupt
+#: record may resume with it on. ``model.init`` is not listed: a resume never reads it,
+#: and keeping it fixed keeps the run's config.yaml true about where its weights started.
 RESUME_SAFE_KEYS: tuple[str, ...] = (
     "name",
     "data.train",
+    "data.skip_corrupt",
     "data.num_workers",
     "data.val",
     "data.val_every",
@@ -368,6 +381,7 @@ def _check_values(cfg: TrainConfig, source: str) -> None:
     need(cfg.model.embedding_dim >= 1, "model.embedding_dim", "must be >= 1")
     need(all(s >= 1 for s in cfg.model.input_size), "model.input_size", "sizes must be >= 1")
     need(cfg.data.train != "", "data.train", "must be a path")
+    need(cfg.model.init != "", "model.init", "must be a path (or null to start from scratch)")
     need(0.0 <= cfg.data.label_noise.p <= 1.0, "data.label_noise.p", "must be in [0, 1]")
     need(cfg.data.batch_size >= 1, "data.batch_size", "must be >= 1")
     need(cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0")

@@ -77,7 +77,9 @@ def model_config_from_dict(raw: Any, source: str) -> ModelConfig:
     ``source`` and the key."""
     if not isinstance(raw, Mapping):
         raise ValueError(f"{source}: the model config must be a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - {"backbone", "embedding_dim", "input_size", "options"})
+    # a training config's model.init/init_strict say where training started: not needed here
+    known = {"backbone", "embedding_dim", "input_size", "options", "init", "init_strict"}
+    unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(
             f"{source}: model.{unknown[0]}: unknown key; valid keys: backbone, "

@@ -172,6 +172,15 @@ def load_file(
     except Exception as err:  # unpickling raises many types; all mean "not a checkpoint"
         reason = describe_load_error(err)  # never torch's advice to drop weights_only
         raise ValueError(f"{path}: not a readable sphereface2 checkpoint ({reason})") from None
+    found = check_format(data, path, expected_format)
+    if merge_shards and found == CHECKPOINT_FORMAT and "head" in data:
+        data["head"] = merge_head(path, data)
+    return data
+
+
+def check_format(data: Any, path: str | Path, expected_format: str | Sequence[str]) -> str:
+    """The ``format`` tag of a loaded file, checked against ``expected_format`` and the
+    supported version; errors name ``path``."""
     formats = (expected_format,) if isinstance(expected_format, str) else tuple(expected_format)
     found = data.get("format") if isinstance(data, dict) else None
     if found not in formats:
@@ -181,9 +190,7 @@ def load_file(
             f"{path}: {found} version {data.get('version')!r} is not supported "
             f"(this sphereface2 reads version {FORMAT_VERSION})"
         )
-    if merge_shards and found == CHECKPOINT_FORMAT and "head" in data:
-        data["head"] = merge_head(path, data)
-    return data
+    return found
 
 
 def load_checkpoint(

@@ -11,6 +11,8 @@
                        noise, skipped samples, the error of a failed run, files
 <run>/label_noise.json the synthetic label noise, when data.label_noise.p > 0
                        (NoisyLabelDataset.save_corrupted's record)
+<run>/classes.json     {"class_names": [...]}: the identity of each class index, when
+                       the training set names them (folders, 'path name' lists)
 <run>/tensorboard/     TensorBoard events, when enabled
 <run>/.lock            held by the one process training into the folder (its pid inside)
 
@@ -70,13 +72,18 @@ class RunFolder:
         return self.root / "label_noise.json"
 
     @property
+    def classes(self) -> Path:
+        return self.root / "classes.json"
+
+    @property
     def lock(self) -> Path:
         return self.root / LOCK_NAME
 
     def files(self) -> dict[str, Path]:
         """Every entry of the layout by name (whether or not it exists yet)."""
         names = ("config", "log", "metrics", "curves", "checkpoints", "model", "summary")
-        return {name: getattr(self, name) for name in (*names, "label_noise", "tensorboard")}
+        extras = ("label_noise", "classes", "tensorboard")
+        return {name: getattr(self, name) for name in (*names, *extras)}
 
     def has_checkpoints(self) -> bool:
         return bool(list_checkpoints(self.checkpoints))

@@ -14,6 +14,10 @@ gradient scaler, every RNG state and the data position (epoch, samples consumed)
 schedule is a pure function of the iteration. A run stopped at any checkpoint and resumed
 reaches bit-identical weights on the CPU (on a GPU, up to the kernels' own determinism).
 
+Fine-tuning: ``model.init`` starts a fresh run's backbone from pretrained weights
+(:mod:`sphereface2.train.init_weights`); the head starts fresh. A resumed run ignores it:
+the checkpoint holds every weight.
+
 Processes: run as it is, one process trains on one device. Under ``torchrun`` (or any
 launcher that sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) every process runs the same
 call: the backbone is data parallel (DDP, summed gradients), the head is sharded by class
@@ -76,6 +80,7 @@ from sphereface2.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from sphereface2.train.classes_record import class_names_of, write_class_names
 from sphereface2.train.data_loading import TrainBatches
 from sphereface2.train.failure import (
     NonFiniteLossError,
@@ -83,6 +88,7 @@ from sphereface2.train.failure import (
     record_failure,
     state_is_finite,
 )
+from sphereface2.train.init_weights import init_backbone
 from sphereface2.train.label_noise_record import (
     describe_label_noise,
     label_noise_summary,
@@ -303,7 +309,13 @@ class _Run:
         )
         self.dataset = build_training_set(cfg)
         self.num_classes = int(self.dataset.num_classes)
-        self.backbone = build_model(cfg.model).to(device)
+        self.backbone = build_model(cfg.model)
+        init = cfg.model.init
+        if init is not None and checkpoint is None:  # a fresh start from pretrained weights
+            self.notes += init_backbone(self.backbone, init, cfg.model.init_strict).log_lines()
+        elif init is not None:
+            self.notes.append(f"model.init not read ({init}): resuming, the checkpoint wins")
+        self.backbone.to(device)
         self.head = build_training_head(cfg, self.num_classes).to(device)
         if cfg.runtime.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -604,6 +616,8 @@ def train(
             one, else start fresh), a checkpoint file, or a run folder to take the newest
             checkpoint of. The config may differ from the checkpoint's only in keys listed
             in :data:`sphereface2.config.RESUME_SAFE_KEYS`; other differences are refused.
+            A resumed run takes every weight from its checkpoint: ``model.init`` (the
+            pretrained backbone a fresh run starts from) is not read then.
         device: overrides ``cfg.runtime.device`` (``cpu``, ``cuda``, ``cuda:1``, ``auto``).
         stop_after: stop with a checkpoint once this many iterations are done (to split a
             run across time-limited jobs); the schedule still spans ``schedule.iterations``.
@@ -646,7 +660,8 @@ def _prepare(
 
 
 def _open_records(state: _Run, echo: bool) -> tuple[TextLog | _Silent, MetricsLogger | _Silent]:
-    """Rank 0 writes the run folder's config, log, metrics and label-noise record."""
+    """Rank 0 writes the run folder's config, log, metrics, label-noise record and
+    identity names."""
     if not state.par.is_main:
         return _Silent(), _Silent()
     run, cfg = state.run, state.cfg
@@ -655,6 +670,9 @@ def _open_records(state: _Run, echo: bool) -> tuple[TextLog | _Silent, MetricsLo
     save_config(cfg, run.config)
     if label_noise_summary(state.dataset, run.label_noise) is not None:
         write_label_noise(state.dataset, run.label_noise)
+    names = class_names_of(state.dataset)
+    if names is not None:
+        write_class_names(names, run.classes)
     log = TextLog(run.log, echo=echo)
     metrics = MetricsLogger(run.metrics, run.tensorboard if cfg.runtime.tensorboard else None)
     return log, metrics
