@@ -173,6 +173,28 @@ class _BadLabel:
         return image, 9 if i == self.index else label
 
 
+@pytest.mark.filterwarnings("ignore:skipping corrupt sample")
+def test_a_run_stopped_by_a_corrupt_record_resumes_with_skip_corrupt(
+    tmp_path, tiny_data, tiny_config
+):
+    """The advice works: data.skip_corrupt may change on resume (RESUME_SAFE_KEYS)."""
+    data, key = _with_junk_record(tiny_data, tmp_path / "data", _index_read_at(tiny_config(), 3))
+    run, every = tmp_path / "run", {"checkpoint_every": 100}
+    with pytest.raises(TrainingError) as info:
+        train(tiny_config(data={"train": str(data)}, runtime=every), run, echo=False)
+    assert (
+        "or continue it skipping unreadable samples with --resume auto data.skip_corrupt=true"
+    ) in str(info.value)
+    cfg = tiny_config(data={"train": str(data), "skip_corrupt": True}, runtime=every)
+    result = train(cfg, run, resume="auto", echo=False)
+    assert result.status == "completed" and result.iteration == 8
+    summary = _summary(run)
+    assert summary["resumed_from_iteration"] == 2 and summary["skipped_samples"] == 1
+    after_resume = (run / "log.txt").read_text().split("resuming", 1)[1]
+    skipped = [line for line in after_resume.splitlines() if "skipped an unreadable" in line]
+    assert len(skipped) == 1 and f"train.rec record {key}" in skipped[0]
+
+
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["no-buffers", "batchnorm"])
 def test_label_out_of_range_mid_run(tmp_path, tiny_config, monkeypatch, batch_norm):
     index = _index_read_at(tiny_config(), 3)

@@ -97,11 +97,12 @@ def advice(err: BaseException, cfg: TrainConfig, phase: str) -> str:
     if isinstance(err, CheckpointWriteError):
         return "Free some disk space (or write the run elsewhere), then --resume auto"
     if phase == "data" and not cfg.data.skip_corrupt:
+        # both data.train and data.skip_corrupt may change on resume (RESUME_SAFE_KEYS)
         return (
             "If a sample is unreadable: repair the data (data.train may change on resume) "
-            "and --resume auto continues from the last checkpoint, or train with "
-            "data.skip_corrupt=true to skip unreadable samples (counted in log.txt and "
-            "summary.json)"
+            "and --resume auto continues from the last checkpoint, or continue it skipping "
+            "unreadable samples with --resume auto data.skip_corrupt=true (they are counted "
+            "in log.txt and summary.json)"
         )
     return "Fix the cause, then --resume auto continues from the last checkpoint"
 
