@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from sphereface2.commands import train as train_command
 from sphereface2.config import ConfigError, save_config
 from sphereface2.train.model_file import load_trained_model
+from sphereface2.train.run_folder import RunFolder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +41,20 @@ def test_help_mentions_resume_and_overrides(capsys):
         _parser().parse_args(["train", "--help"])
     out = capsys.readouterr().out
     assert "--resume auto|PATH" in out and "KEY=VALUE" in out and "examples:" in out
+
+
+def test_help_lists_the_run_folder(capsys):
+    """Every entry of the run-folder layout (train.run_folder) is in --help."""
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["train", "--help"])
+    listing = capsys.readouterr().out.split("the run folder (--out", 1)[1]
+    run = RunFolder(Path("r"))
+    entries = {**run.files(), "lock": run.lock}
+    folders = ("checkpoints", "tensorboard")
+    shown = [path.name + ("/" if key in folders else "") for key, path in entries.items()]
+    assert {"curves.png", "label_noise.json", "classes.json", ".lock"} <= set(shown)
+    for name in shown:
+        assert f"\n  {name} " in listing, name
 
 
 def test_command_trains_then_model_file_reloads(tmp_path, tiny_config, monkeypatch):

@@ -24,9 +24,23 @@ Overrides are dotted config keys with YAML values (schedule.milestones=[10,20],
 optim.max_grad_norm=null, data.val.0.path=lfw.bin, data.val=[]). The data paths of
 configs/paper/ are placeholders: each file's header shows the full command, with
 data.train and every data.val.N.path (or data.val=[] to train without validation sets);
-a missing validation file stops the run before it starts. The run folder gets config.yaml,
-log.txt, metrics.jsonl, checkpoints/, model.pt and summary.json. Ctrl-C writes a
-checkpoint before exiting (exit status 130); --resume auto continues from it.
+a missing validation file stops the run before it starts. Ctrl-C writes a checkpoint
+before exiting (exit status 130); --resume auto continues from it. model.init=PATH starts
+the backbone from pretrained weights (arcface_torch's backbone.pth, a checkpoint, a run
+folder or a safetensors export; model.init_strict=false loads what fits).
+
+the run folder (--out, default runs/<config name>):
+  config.yaml        the effective config (file + overrides)
+  log.txt            progress lines, messages and errors
+  metrics.jsonl      one JSON row per logged step and validation
+  curves.png         loss, cosines, learning rate and validation accuracy by iteration
+  checkpoints/       ckpt_<iteration>.pt, the newest runtime.keep_last kept
+  model.pt           the evaluation weights (the last runtime.average_last checkpoints)
+  summary.json       status, iterations, speed, validation, the error of a failed run
+  label_noise.json   the synthetic label noise, when data.label_noise.p > 0
+  classes.json       the identity name of each class, when the training set names them
+  tensorboard/       TensorBoard events, when runtime.tensorboard is true
+  .lock              held by the process training into the folder
 """
 
 
