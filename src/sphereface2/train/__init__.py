@@ -13,6 +13,8 @@
 * ``run_lock``     one training process per run folder (an OS file lock)
 * ``failure``      what a run leaves behind when it fails mid-way (log, summary, checkpoint)
 * ``label_noise_record``  ``label_noise.json``: the record of a run's synthetic label noise
+* ``init_weights`` ``model.init``: a fresh run's backbone from pretrained weights (fine-tuning)
+* ``classes_record``  ``classes.json``: the identity name of each class index
 
 Import from the submodules (``from sphereface2.train.trainer import train``); this package
 does not import them eagerly, so the light helpers stay light.
