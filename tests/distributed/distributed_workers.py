@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from partial_fc_workers import run_partial_fc
 
 from sphereface2.distributed import (
     all_gather_rows,
@@ -406,6 +407,7 @@ def run_all(ctx: DistributedContext) -> dict[str, Any]:
         "ddp_arcface": lambda: run_ddp(ctx, "arcface"),
         "ddp_sphereface2_no_hook": lambda: run_ddp(ctx, "sphereface2", hook=False),
         "bad_label": lambda: run_bad_label(ctx),
+        "partial_fc": lambda: run_partial_fc(ctx),
     }
     results: dict[str, Any] = {}
     for key, task in tasks.items():

@@ -19,6 +19,10 @@ isolated seams theta = k pi / m.
 
 Defaults follow the paper's comparison (s = 30; CosFace m 0.35, ArcFace m 0.5, SphereFace
 m 1.5); OpenSphere's class defaults use s = 64 for CosFace and ArcFace.
+
+Every head here takes ``sample_rate`` in (0, 1] (default 1: exact) and ``sample_seed``:
+below 1, training forwards take the cross-entropy over a sample of the classes, as
+arcface_torch's Partial FC (:mod:`sphereface2.heads.class_sampling`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from sphereface2.heads.angular import (
     joint_cosine,
     scaled_with_gradient,
 )
-from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
+from sphereface2.heads.base import ProxyHead, cosine_stats, cosines, renormalise_
+from sphereface2.heads.class_sampling import ClassSampling, check_sample_rate, check_sample_seed
 from sphereface2.heads.registry import HEADS
 from sphereface2.heads.validation import (
     GRADIENT_MODES,
@@ -97,16 +102,30 @@ def sphereface_target(cos_y: Tensor, s: float, m: float, gradient: str = "detach
     return scaled_with_gradient(cos_y, lambda c: sphereface_psi(angle(c), m), s, gradient)
 
 
-class MarginSoftmaxHead(ProxyHead):
-    """Cross-entropy over ``s * cos`` to unit proxies; subclasses change the target logit."""
+class MarginSoftmaxHead(ProxyHead, ClassSampling):
+    """Cross-entropy over ``s * cos`` to unit proxies; subclasses change the target logit.
+
+    ``sample_rate`` < 1 takes the cross-entropy over a sample of the classes in training
+    mode (Partial FC, :mod:`sphereface2.heads.class_sampling`), drawn from ``sample_seed``.
+    """
 
     head_name = "margin_softmax"
 
     def __init__(
-        self, num_classes: int, embedding_dim: int, s: float = 30.0, *, validate: bool = True
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        s: float = 30.0,
+        *,
+        validate: bool = True,
+        sample_rate: float = 1.0,
+        sample_seed: int = 0,
     ) -> None:
         self.s = check_number(self.head_name, "s", s, low=0.0)
+        rate = check_sample_rate(self.head_name, sample_rate)
+        seed = check_sample_seed(self.head_name, sample_seed)
         super().__init__(num_classes, embedding_dim, validate=validate)
+        self.setup_class_sampling(rate, seed)
 
     def target_logit(self, cos_y: Tensor) -> Tensor:
         """The label column's logit given the cosine to the own proxy (NormFace: no margin)."""
@@ -115,8 +134,12 @@ class MarginSoftmaxHead(ProxyHead):
     def forward(
         self, embeddings: Tensor, labels: Tensor, *, return_stats: bool = False
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        """Scalar mean cross-entropy; stats "pos_cos", "neg_cos", "accuracy" if asked."""
-        cos = self.compute_cosines(embeddings, labels)
+        """Scalar mean cross-entropy; stats "pos_cos", "neg_cos", "accuracy" if asked
+        (over the sampled classes when sampling)."""
+        if self.samples_classes:
+            cos, labels = self._sampled_cosines(embeddings, labels)
+        else:
+            cos = self.compute_cosines(embeddings, labels)
         loss = margin_cross_entropy(cos, labels, self.s, self.target_logit)
         if not return_stats:
             return loss
@@ -124,10 +147,25 @@ class MarginSoftmaxHead(ProxyHead):
         stats["accuracy"] = _accuracy(cos, labels)
         return loss, stats
 
+    def _sampled_cosines(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, S) cosines to this forward's sampled proxies, and the labels as columns."""
+        check_batch(
+            self.head_name,
+            embeddings,
+            labels,
+            num_classes=self.num_classes,
+            embedding_dim=self.embedding_dim,
+            check_values=self.validate,
+        )
+        classes = self.draw_classes(labels, self.num_classes)
+        renormalise_(self.weight)  # every row, so an unsampled proxy stays unit length
+        columns = torch.searchsorted(classes, labels.long())
+        return cosines(embeddings, self.weight[classes]), columns
+
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
-            f"{self._margin_repr()}"
+            f"{self._margin_repr()}{self.sampling_repr()}"
         )
 
     def _margin_repr(self) -> str:
@@ -155,9 +193,18 @@ class CosFaceHead(MarginSoftmaxHead):
         m: float = 0.35,
         *,
         validate: bool = True,
+        sample_rate: float = 1.0,
+        sample_seed: int = 0,
     ) -> None:
         self.m = check_number(self.head_name, "m", m, low=0.0, low_inclusive=True)
-        super().__init__(num_classes, embedding_dim, s, validate=validate)
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            s,
+            validate=validate,
+            sample_rate=sample_rate,
+            sample_seed=sample_seed,
+        )
 
     def target_logit(self, cos_y: Tensor) -> Tensor:
         return self.s * (cos_y - self.m)
@@ -186,10 +233,19 @@ class ArcFaceHead(MarginSoftmaxHead):
         gradient: str = "full",
         *,
         validate: bool = True,
+        sample_rate: float = 1.0,
+        sample_seed: int = 0,
     ) -> None:
         self.m = check_number(self.head_name, "m", m, low=0.0, high=math.pi, low_inclusive=True)
         self.gradient = check_choice(self.head_name, "gradient", gradient, GRADIENT_MODES)
-        super().__init__(num_classes, embedding_dim, s, validate=validate)
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            s,
+            validate=validate,
+            sample_rate=sample_rate,
+            sample_seed=sample_seed,
+        )
 
     def target_logit(self, cos_y: Tensor) -> Tensor:
         return arcface_target(cos_y, self.s, self.m, self.gradient)
@@ -217,10 +273,19 @@ class SphereFaceHead(MarginSoftmaxHead):
         gradient: str = "detached",
         *,
         validate: bool = True,
+        sample_rate: float = 1.0,
+        sample_seed: int = 0,
     ) -> None:
         self.m = check_number(self.head_name, "m", m, low=0.0)
         self.gradient = check_choice(self.head_name, "gradient", gradient, GRADIENT_MODES)
-        super().__init__(num_classes, embedding_dim, s, validate=validate)
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            s,
+            validate=validate,
+            sample_rate=sample_rate,
+            sample_seed=sample_seed,
+        )
 
     def target_logit(self, cos_y: Tensor) -> Tensor:
         return sphereface_target(cos_y, self.s, self.m, self.gradient)
@@ -230,16 +295,27 @@ class SphereFaceHead(MarginSoftmaxHead):
 
 
 @HEADS.register("softmax")
-class SoftmaxHead(nn.Module):
+class SoftmaxHead(nn.Module, ClassSampling):
     """Plain softmax: cross-entropy of ``embeddings @ weight.T + bias``, nothing normalised.
 
     ``weight`` (K, d) is Xavier-normal initialised and ``bias`` (K,) zero, as in OpenSphere.
     Stats "pos_cos"/"neg_cos" are cosines to the raw weight rows; "accuracy" uses the logits.
+    ``sample_rate``/``sample_seed``: Partial FC, as for :class:`MarginSoftmaxHead`.
     """
 
     head_name = "softmax"
 
-    def __init__(self, num_classes: int, embedding_dim: int, *, validate: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        validate: bool = True,
+        sample_rate: float = 1.0,
+        sample_seed: int = 0,
+    ) -> None:
+        rate = check_sample_rate(self.head_name, sample_rate)
+        seed = check_sample_seed(self.head_name, sample_seed)
         super().__init__()
         self.num_classes, self.embedding_dim = check_sizes(
             self.head_name, num_classes, embedding_dim
@@ -248,6 +324,7 @@ class SoftmaxHead(nn.Module):
         self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
         self.bias = nn.Parameter(torch.zeros(self.num_classes))
         nn.init.xavier_normal_(self.weight)
+        self.setup_class_sampling(rate, seed)
 
     def forward(
         self, embeddings: Tensor, labels: Tensor, *, return_stats: bool = False
@@ -261,18 +338,26 @@ class SoftmaxHead(nn.Module):
             embedding_dim=self.embedding_dim,
             check_values=self.validate,
         )
-        logits = F.linear(embeddings.to(self.weight.dtype), self.weight, self.bias)
+        weight, bias = self.weight, self.bias
+        if self.samples_classes:
+            classes = self.draw_classes(labels, self.num_classes)
+            weight, bias = weight[classes], bias[classes]
+            labels = torch.searchsorted(classes, labels.long())
+        logits = F.linear(embeddings.to(weight.dtype), weight, bias)
         loss = F.cross_entropy(logits, labels.long())
         if not return_stats:
             return loss
         with torch.no_grad():
-            unit_weight = F.normalize(self.weight.detach(), dim=1)
+            unit_weight = F.normalize(weight.detach(), dim=1)
             stats = cosine_stats(cosines(embeddings.detach(), unit_weight), labels)
             stats["accuracy"] = _accuracy(logits, labels)
         return loss, stats
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
+        return (
+            f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
+            f"{self.sampling_repr()}"
+        )
 
 
 def _accuracy(scores: Tensor, labels: Tensor) -> Tensor:

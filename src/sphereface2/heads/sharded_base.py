@@ -232,12 +232,15 @@ class ShardedHead(nn.Module):
         self._load_rows("weight", weight)
 
     def full_state_dict(self, dst: int | None = 0) -> dict[str, Tensor] | None:
-        """The plain head's state dict (full sharded tensors) on ``dst``; None elsewhere."""
+        """The plain head's state dict (full sharded tensors) on ``dst``; None elsewhere.
+        Buffers (a class sampler's draw counter) are replicated."""
         full: dict[str, Tensor] = {}
         for key, param in self.named_parameters():
             value = self.gather_full(key, dst) if key in self.sharded_keys else param.detach()
             if value is not None:
                 full[key] = value.clone()
+        for key, buffer in self.named_buffers():
+            full[key] = buffer.detach().clone()
         return full if dst is None or self.rank == dst else None
 
     @torch.no_grad()
@@ -245,12 +248,13 @@ class ShardedHead(nn.Module):
         """Load a plain head's state dict: this rank's rows of the sharded tensors, the
         replicated ones whole. Keys must match exactly."""
         expected = {key for key, _ in self.named_parameters()}
+        expected |= {key for key, _ in self.named_buffers()}
         if set(state) != expected:
             raise ValueError(
                 f"sharded {self.head_name}: state dict has keys {sorted(state)}, "
                 f"expected {sorted(expected)}"
             )
-        for key, param in self.named_parameters():
+        for key, param in [*self.named_parameters(), *self.named_buffers()]:
             if key in self.sharded_keys:
                 self._load_rows(key, state[key])
             else:
