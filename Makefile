@@ -32,6 +32,7 @@ bench: install
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/head_speed.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/train_speed.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/sharded_head.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) benchmarks/partial_fc.py
 	$(PY) benchmarks/data_loader.py
 
 # The loss comparison and label-noise study on real faces (../shared/data/cfp_dev; about
