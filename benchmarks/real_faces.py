@@ -82,6 +82,17 @@ VARIANTS: dict[str, list[str]] = {
     "lam0.5": [*START, "head.params.lam=0.5"],
     "m0.3": [*START, "head.params.m=0.3"],
     "t2": [*START, "head.params.t=2.0"],
+    # SphereFace2's loss weight on top of the shipped recipe (OpenSphere's class default is 50)
+    "small+lw20": ["head.params.lw=20.0"],
+    "small+lw50": ["head.params.lw=50.0"],
+    # SphereFace2-C with OpenSphere's older detached gradient (that of r cos theta)
+    "small+detached": ["head.params.gradient=detached"],
+    # twice the budget (about 26 epochs): does the gap between heads close with training?
+    "small+long": [
+        "schedule.iterations=1000",
+        "schedule.milestones=[600,800]",
+        "runtime.checkpoint_every=100",
+    ],
 }
 
 
@@ -313,32 +324,37 @@ def table(
 
 
 def chart(summary: dict[tuple[str, str, float, str], dict[str, float]], out: Path) -> None:
-    """Grouped bars: 10-fold accuracy per head, one group per (set, p), error bars = spread."""
+    """Grouped bars of the 10-fold accuracy, one group per (set, p), one bar per head and
+    recipe, error bars = spread over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heads = [h for h in HEADS + EXTRA_HEADS if any(k[0] == h for k in summary)]
+    order = {h: i for i, h in enumerate(HEADS + EXTRA_HEADS)}
+    series = sorted({(k[0], k[1]) for k in summary}, key=lambda hr: (order.get(hr[0], 99), hr[1]))
+    one_recipe = len({r for _, r in series}) == 1
     groups = sorted({(k[3], k[2]) for k in summary})
-    recipe = sorted({k[1] for k in summary})[0]
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 4.5))
-    width = 0.8 / max(len(heads), 1)
-    for i, head in enumerate(heads):
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(series) * len(groups) + 2), 4.5))
+    width = 0.8 / max(len(series), 1)
+    for i, (head, recipe) in enumerate(series):
         xs, ys, es = [], [], []
         for j, (s, p) in enumerate(groups):
             v = summary.get((head, recipe, p, s))
             if v:
-                xs.append(j + (i - (len(heads) - 1) / 2) * width)
+                xs.append(j + (i - (len(series) - 1) / 2) * width)
                 ys.append(v["acc_10fold_mean"])
                 es.append(v["acc_10fold_spread"])
-        ax.bar(xs, ys, width, yerr=es, label=head, capsize=2)
+        label = head if one_recipe else f"{head} {recipe}"
+        ax.bar(xs, ys, width, yerr=es, label=label, capsize=2)
     ax.set_xticks(range(len(groups)), [f"{s}\np={p:g}" for s, p in groups])
     lows = [v["acc_10fold_mean"] for v in summary.values()]
     ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
     ax.set_ylabel("10-fold verification accuracy (%)")
-    ax.set_title(f"cfp_dev test pairs, recipe configs/{recipe}; mean +- spread over seeds")
-    ax.legend(ncol=4, fontsize=8)
+    pairs = "validation pairs" if groups[0][0].startswith("val") else "test pairs"
+    recipes = series[0][1] if one_recipe else "several recipes"
+    ax.set_title(f"cfp_dev {pairs}, {recipes}; mean +- spread over seeds")
+    ax.legend(ncol=4, fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -356,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recipes", default=str(REPO / "configs" / "small"), help="folder of <head>.yaml recipes"
     )
-    parser.add_argument("--heads", nargs="+", default=list(HEADS))
+    parser.add_argument("--heads", nargs="+", default=[*HEADS, *EXTRA_HEADS])
     parser.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.2, 0.6])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--split", choices=("test", "val"), default="test")
