@@ -335,7 +335,7 @@ def chart(summary: dict[tuple[str, str, float, str], dict[str, float]], out: Pat
     series = sorted({(k[0], k[1]) for k in summary}, key=lambda hr: (order.get(hr[0], 99), hr[1]))
     one_recipe = len({r for _, r in series}) == 1
     groups = sorted({(k[3], k[2]) for k in summary})
-    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(series) * len(groups) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(min(16, max(8, 0.3 * len(series) * len(groups) + 2)), 5))
     width = 0.8 / max(len(series), 1)
     for i, (head, recipe) in enumerate(series):
         xs, ys, es = [], [], []
@@ -352,7 +352,7 @@ def chart(summary: dict[tuple[str, str, float, str], dict[str, float]], out: Pat
     ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
     ax.set_ylabel("10-fold verification accuracy (%)")
     pairs = "validation pairs" if groups[0][0].startswith("val") else "test pairs"
-    recipes = series[0][1] if one_recipe else "several recipes"
+    recipes = f"recipe {series[0][1]}" if one_recipe else "several recipes"
     ax.set_title(f"cfp_dev {pairs}, {recipes}; mean +- spread over seeds")
     ax.legend(ncol=4, fontsize=7)
     fig.tight_layout()
