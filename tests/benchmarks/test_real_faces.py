@@ -62,6 +62,7 @@ def test_tiny_run_writes_the_report_and_resumes(tmp_path):
         *("--scratch", str(tmp_path / "scratch"), "--out", str(out)),
         *("--heads", "sphereface2", "cosface", "--noise", "0", "0.5", "--seeds", "0"),
         *("--set", "schedule.iterations=3", "--set", "schedule.milestones=[2]"),
+        *("--set", "schedule.warmup_iters=0"),
         *("--set", "runtime.checkpoint_every=1", "--set", "model.input_size=[16,16]"),
         *("--set", "model.options.width=0.125", "--set", "data.batch_size=16"),
     ]
