@@ -19,7 +19,7 @@ from sphereface2.data.pairs import read_pair_list
 from sphereface2.data.transforms import eval_transform
 from sphereface2.evaluate.model_loading import load_embedding_model
 from sphereface2.evaluate.runner import embed_dataset
-from sphereface2.evaluate.verification import evaluate_pairs
+from sphereface2.metrics.verification import evaluate_pairs
 
 
 def evaluate_run(

@@ -332,9 +332,9 @@ def _run_verification(args: argparse.Namespace, model, results: _Results):
 
 def _run_ijb(args: argparse.Namespace, model, device: str, results: _Results) -> None:
     from sphereface2.evaluate.ijb_runner import evaluate_ijb
-    from sphereface2.evaluate.roc import roc_curve
     from sphereface2.evaluate.roc_plot import roc_points
     from sphereface2.evaluate.runner import ProgressPrinter
+    from sphereface2.metrics.roc import roc_curve
 
     result = evaluate_ijb(
         model,

@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from sphereface2.evaluate.roc import fpr_resolved, roc_curve
 from sphereface2.evaluate.roc_plot import RocPoints, plot_curves, roc_points
 from sphereface2.evaluate.runner import SetEvaluation, VerificationRun
-from sphereface2.evaluate.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROTOCOL
 from sphereface2.evaluate.verification_sets import PAPER_SETS
+from sphereface2.metrics.roc import fpr_resolved, roc_curve
+from sphereface2.metrics.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROTOCOL
 
 REPORT_FORMAT = "sphereface2-evaluation"
 REPORT_VERSION = 1
@@ -107,8 +107,8 @@ def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
 
     Accepts a :class:`TarAtFar`; a mapping ``{"tar_at_far": {far: tar}, "method": ...,
     "protocol": ...}``; an object with such attributes; or an object (or mapping) whose
-    ``tar_at_far`` is a sequence of :class:`~sphereface2.evaluate.roc.TprAtFpr` reads, such
-    as :class:`sphereface2.evaluate.ijb.IJBVerificationResult` (each read carries its own
+    ``tar_at_far`` is a sequence of :class:`~sphereface2.metrics.roc.TprAtFpr` reads, such
+    as :class:`sphereface2.metrics.ijb.IJBVerificationResult` (each read carries its own
     method: one row per method).
     """
     if isinstance(value, TarAtFar):

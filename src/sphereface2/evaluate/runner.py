@@ -1,7 +1,7 @@
 """Run a model over datasets: embeddings of images, and verification results of pair sets.
 
 This is the thin layer between models and metrics: the metrics
-(:mod:`sphereface2.evaluate.verification`) take arrays, never models.
+(:mod:`sphereface2.metrics.verification`) take arrays, never models.
 
 Flip test (the InsightFace protocol, reference.md section 3): each image and its
 horizontal mirror are embedded and the two *raw* embeddings are SUMMED. The sum is returned
@@ -21,14 +21,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sphereface2.evaluate.model_loading import EmbeddingModel
-from sphereface2.evaluate.verification import (
+from sphereface2.evaluate.verification_sets import PAPER_SETS, PairSet
+from sphereface2.metrics.verification import (
     INSIGHTFACE_THRESHOLDS,
     OPENSPHERE_FPRS,
     VerificationResult,
     cosine_scores,
     evaluate_pairs,
 )
-from sphereface2.evaluate.verification_sets import PAPER_SETS, PairSet
 
 #: ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]

@@ -31,7 +31,7 @@ from sphereface2.data.training_sets import detect_training_set, open_training_se
 from sphereface2.data.transforms import eval_transform
 from sphereface2.evaluate.model_loading import EmbeddingModel
 from sphereface2.evaluate.runner import Progress, embed_dataset
-from sphereface2.evaluate.verification import l2_normalize
+from sphereface2.metrics.verification import l2_normalize
 
 
 @dataclass

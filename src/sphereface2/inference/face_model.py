@@ -34,9 +34,9 @@ from sphereface2.evaluate.model_loading import (
     find_run_folder,
     load_embedding_model,
 )
-from sphereface2.evaluate.verification import l2_normalize
 from sphereface2.inference.fingerprint import Fingerprint, model_fingerprint
 from sphereface2.inference.images import as_image_list, load_rgb
+from sphereface2.metrics.verification import l2_normalize
 
 #: ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]
