@@ -54,9 +54,7 @@ from sphereface2.data.ijb_meta import (
     read_template_pair_label,
 )
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.model_loading import EmbeddingModel
 from sphereface2.evaluate.report import IdentificationRow
-from sphereface2.evaluate.runner import Progress, embed_dataset
 from sphereface2.metrics.ijb import (
     IJB_FARS,
     IJB1NResult,
@@ -69,6 +67,8 @@ from sphereface2.metrics.ijb import (
     template_features,
 )
 from sphereface2.metrics.roc import READ_METHODS, roc_auc, roc_curve, tpr_at_fpr
+from sphereface2.models.embed import Progress, embed_dataset
+from sphereface2.models.loading import EmbeddingModel
 
 #: Sets and their 1:N galleries.
 IJB_GALLERIES = {"IJBB": ("S1", "S2"), "IJBC": ("G1", "G2")}

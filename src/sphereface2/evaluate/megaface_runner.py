@@ -40,9 +40,7 @@ from sphereface2.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from sphereface2.data.list_file import ListFileDataset, SampleListDataset
 from sphereface2.data.megaface_features import feature_path, read_features, write_feature
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.model_loading import EmbeddingModel
 from sphereface2.evaluate.report import IdentificationRow
-from sphereface2.evaluate.runner import Progress, embed_dataset
 from sphereface2.metrics.megaface import (
     MEGAFACE_FARS,
     MegaFaceIdentificationResult,
@@ -51,6 +49,8 @@ from sphereface2.metrics.megaface import (
 )
 from sphereface2.metrics.roc import READ_METHODS
 from sphereface2.metrics.verification import l2_normalize
+from sphereface2.models.embed import Progress, embed_dataset
+from sphereface2.models.loading import EmbeddingModel
 
 #: The distractor counts of the MegaFace challenge.
 MEGAFACE_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sphereface2.evaluate.model_loading import find_run_folder
 from sphereface2.evaluate.report import REPORT_FORMAT
+from sphereface2.models.loading import find_run_folder
 
 #: Where ``sphereface2 evaluate`` writes its report by default, inside a run folder.
 RUN_REPORT = Path("eval") / "report.json"
