@@ -8,6 +8,15 @@ else scales them in place. The proxy gradient is one (K, d) buffer written chunk
 and released from the context before it is returned, so autograd adopts it as ``.grad``
 (when ``.grad`` is None) instead of copying it: no transient second (K, d) copy.
 
+When the proxies already have a ``.grad`` at the forward pass (every micro-batch after the
+first under gradient accumulation, or after ``zero_grad(set_to_none=False)``), a returned
+buffer would be a transient full (K, d) copy added into it. The forward pass then skips
+the proxy gradient and the backward pass reruns the chunks for it, adding each chunk's
+rows into the existing ``.grad`` in place and returning None for the proxies: bit for bit
+the same sum, a (chunk, d) buffer instead of a (K, d) one, at the price of recomputing the
+cosines once. (Only for a leaf ``weight`` without gradient hooks; otherwise, and when the
+``.grad`` is gone by the backward pass, the buffer is returned as before.)
+
 Costs of precomputing gradients: a forward pass that is never back-propagated still pays
 for them (use ``torch.no_grad()`` for evaluation: the pass then computes the loss only),
 each forward keeps its (K, d) proxy gradient until its backward, and double backward is
@@ -47,6 +56,26 @@ grows with K.
 """
 
 
+def _grad_accumulates_in_place(weight: Tensor) -> bool:
+    """Whether ``weight``'s existing ``.grad`` can take its gradient in place."""
+    if not weight.is_leaf or not weight.requires_grad:
+        return False
+    grad = weight.grad
+    if grad is None or grad.layout != torch.strided or not grad.is_contiguous():
+        return False
+    if (grad.shape, grad.dtype, grad.device) != (weight.shape, weight.dtype, weight.device):
+        return False
+    hooks = getattr(weight, "_backward_hooks", None)
+    post_hooks = getattr(weight, "_post_accumulate_grad_hooks", None)
+    return not hooks and not post_hooks
+
+
+def _weight_only(opts: PassOptions) -> PassOptions:
+    return replace(
+        opts, need_grad_x=False, need_grad_bias=False, need_grad_weight=True, want_stats=False
+    )
+
+
 def _keep_gradients(
     ctx: Any, result: PassResult, x_dtype: torch.dtype, b_dtype: torch.dtype
 ) -> None:
@@ -69,6 +98,10 @@ class _FusedSphereFace2(torch.autograd.Function):
         spec: LossSpec,
         opts: PassOptions,
     ) -> tuple[Tensor, Tensor]:
+        # The proxies already hold a gradient: add into it in backward (module docstring).
+        ctx.defer_weight = opts.need_grad_weight and _grad_accumulates_in_place(weight)
+        if ctx.defer_weight:
+            opts = replace(opts, need_grad_weight=False)
         result = fused_pass(x_hat, weight, bias, positive_index, spec, opts)
         _keep_gradients(ctx, result, x_hat.dtype, bias.dtype)
         # Saved (not copied) only to recompute if backward runs again (retain_graph).
@@ -81,18 +114,33 @@ class _FusedSphereFace2(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_loss: Tensor, _grad_stats: Tensor) -> tuple[Any, ...]:
+        x_hat, weight, bias, positive_index = ctx.saved_tensors
         if not ctx.pending:  # the first backward handed the buffers out: recompute them
-            x_hat, weight, bias, positive_index = ctx.saved_tensors
             result = fused_pass(x_hat, weight, bias, positive_index, ctx.spec, ctx.opts)
             _keep_gradients(ctx, result, x_hat.dtype, bias.dtype)
         grads = [ctx.grad_x, ctx.grad_weight, ctx.grad_bias]
         # Drop the context's references, so autograd may adopt the buffers as .grad.
         ctx.grad_x = ctx.grad_weight = ctx.grad_bias = None
         ctx.pending = False
-        if not bool(grad_loss == 1.0):
+        scaled = not bool(grad_loss == 1.0)
+        if scaled:
             for grad in grads:
                 if grad is not None:
                     grad.mul_(grad_loss.to(grad.dtype))
+        if ctx.defer_weight:
+            factor = grad_loss.to(weight.dtype) if scaled else None
+            only_weight = _weight_only(ctx.opts)
+            if _grad_accumulates_in_place(weight):
+                fused_pass(
+                    x_hat, weight, bias, positive_index, ctx.spec, only_weight,
+                    accumulate_into=weight.grad, grad_factor=factor,
+                )  # fmt: skip
+            else:  # the .grad went away since the forward pass: return a fresh buffer
+                grads[1] = fused_pass(
+                    x_hat, weight, bias, positive_index, ctx.spec, only_weight
+                ).grad_weight
+                if factor is not None:
+                    grads[1].mul_(factor)
         return grads[0], grads[1], grads[2], None, None, None
 
 

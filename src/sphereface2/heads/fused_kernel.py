@@ -205,12 +205,21 @@ def fused_pass(
     positive_index: Tensor,
     spec: LossSpec,
     opts: PassOptions,
+    *,
+    accumulate_into: Tensor | None = None,
+    grad_factor: Tensor | None = None,
 ) -> PassResult:
     """Loss and requested gradients for unit-row ``x`` (B, d) against ``weight`` (K, d).
 
     ``positive_index`` (B,) is each sample's own class as a row of ``weight``; values outside
     [0, K) mean the positive lies elsewhere (another shard). ``bias`` is a 0-dim tensor.
     Runs without autograd; gradients are of the returned loss (already times ``opts.scale``).
+
+    With ``accumulate_into`` (a (K, d) tensor, e.g. the proxies' existing ``.grad``) the
+    proxy gradient is not returned but added into it chunk by chunk, each chunk's product
+    first multiplied by ``grad_factor`` when given: the same additions, in the same order
+    per element, as building the full gradient and adding it afterwards, without the
+    transient (K, d) buffer.
     """
     batch, dim = x.shape
     num_classes = weight.shape[0]
@@ -233,7 +242,13 @@ def fused_pass(
     chunk = opts.chunk_size
     work = _Workspace(batch, min(chunk, num_classes), wdt, device)
     grad_x = torch.zeros(batch, dim, dtype=wdt, device=device) if opts.need_grad_x else None
-    grad_w = torch.empty_like(weight) if opts.need_grad_weight else None
+    grad_w = None
+    if opts.need_grad_weight and accumulate_into is None:
+        grad_w = torch.empty_like(weight)
+    target = accumulate_into if opts.need_grad_weight else None
+    chunk_grad = None  # one chunk's proxy gradient, before it is added into ``target``
+    if target is not None:
+        chunk_grad = torch.empty(min(chunk, num_classes) * dim, dtype=weight.dtype, device=device)
     acc = torch.float64
     softplus_sum = torch.zeros((), dtype=acc, device=device)
     sigmoid_sum = torch.zeros((), dtype=acc, device=device)
@@ -273,17 +288,24 @@ def fused_pass(
             dcos.masked_fill_(~inside, 0.0)
         if has_pos:
             dcos[rows, cols] = positives.grad[ci]
+        rows_w = grad_w[start:stop] if grad_w is not None else None
+        if target is not None:
+            rows_w = chunk_grad[: (stop - start) * dim].view(stop - start, dim)
         if direct:
             if grad_x is not None:
                 grad_x.addmm_(dcos, w_c)
-            if grad_w is not None:
-                torch.mm(dcos.t(), x_w, out=grad_w[start:stop])
+            if rows_w is not None:
+                torch.mm(dcos.t(), x_w, out=rows_w)
         else:
             dcos_mm = dcos.to(mmdt)
             if grad_x is not None:
                 grad_x.add_(torch.mm(dcos_mm, w_mm))
-            if grad_w is not None:
-                grad_w[start:stop].copy_(torch.mm(dcos_mm.t(), x_mm))
+            if rows_w is not None:
+                rows_w.copy_(torch.mm(dcos_mm.t(), x_mm))
+        if target is not None:
+            if grad_factor is not None:
+                rows_w.mul_(grad_factor)
+            target[start:stop].add_(rows_w)
 
     lam, r = spec.lam, spec.r
     loss = opts.scale * ((1.0 - lam) / r * softplus_sum + lam / r * positives.loss)
