@@ -2,7 +2,7 @@
 verification (1:1) and, optionally, identification (1:N).
 
 The metrics live in :mod:`sphereface2.metrics.ijb` (arrays only); this module finds the files,
-aligns and embeds the images, and calls them. Protocol (reference.md section 3):
+aligns and embeds the images, and calls them. Protocol (InsightFace ``eval_ijbc.py``, OpenSphere):
 
 1. every loose crop is aligned from its 5 landmarks onto the ArcFace template
    (:func:`sphereface2.data.alignment.align_face`, a least-squares similarity transform);

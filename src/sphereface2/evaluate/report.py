@@ -1,6 +1,6 @@
 """Evaluation reports: a Markdown page, a JSON summary, ROC plots and a terminal table.
 
-Every number is printed beside the protocol that produced it (reference.md section 3):
+Every number is printed beside the protocol that produced it (InsightFace or OpenSphere code):
 
 - *InsightFace 10-fold*: flip-sum embeddings, squared L2 distance, per-fold best threshold;
   mean +- std of the fold accuracies (and InsightFace's VAL@FAR).
@@ -40,7 +40,7 @@ from sphereface2.metrics.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROT
 
 REPORT_FORMAT = "sphereface2-evaluation"
 REPORT_VERSION = 1
-#: The FARs of IJB tables (reference.md section 3).
+#: The FARs of IJB tables (InsightFace eval_ijbc.py).
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 _UNRESOLVED_NOTE = (

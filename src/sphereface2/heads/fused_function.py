@@ -2,7 +2,7 @@
 
 The forward pass computes the loss and, in the same chunked pass over the classes, the
 gradients with respect to the normalised features, the proxies and the bias
-(:func:`sphereface2.heads.fused_kernel.fused_pass`). Backward only hands them out: it
+(:func:`sphereface2.heads.fused_chunk_loop.fused_pass`). Backward only hands them out: it
 returns them as they are when the incoming gradient is 1 (the usual ``loss.backward()``),
 else scales them in place. The proxy gradient is one (K, d) buffer written chunk by chunk
 and released from the context before it is returned, so autograd adopts it as ``.grad``
@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from sphereface2.heads.arg_checks import GRADIENT_MODES, check_batch, check_choice
 from sphereface2.heads.base import NORM_EPS, renormalise_
-from sphereface2.heads.fused_kernel import (
+from sphereface2.heads.fused_chunk_loop import (
     LossSpec,
     PassOptions,
     PassResult,
@@ -44,7 +45,6 @@ from sphereface2.heads.fused_kernel import (
 )
 from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
 from sphereface2.heads.sphereface2_math import MARGIN_TYPES
-from sphereface2.heads.validation import GRADIENT_MODES, check_batch, check_choice
 
 IMPLEMENTATIONS = ("auto", "plain", "fused")
 AUTO_MIN_ENTRIES = 2**18

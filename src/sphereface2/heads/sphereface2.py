@@ -6,11 +6,11 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from sphereface2.heads.arg_checks import GRADIENT_MODES, check_choice, check_number
 from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
 from sphereface2.heads.fused_function import IMPLEMENTATIONS, fused_head_forward, prefer_fused
 from sphereface2.heads.registry import HEADS
 from sphereface2.heads.sphereface2_math import MARGIN_TYPES, bias_init, chunk_loss
-from sphereface2.heads.validation import GRADIENT_MODES, check_choice, check_number
 
 
 def sphereface2_loss(

@@ -1,6 +1,7 @@
 """The SphereFace2 loss as pure functions of cosines (no modules, no state).
 
-Per sample with label y, over classes i (reference.md section 1):
+Per sample with label y, over classes i (SphereFace2, Wen et al., ICLR 2022; official code
+in OpenSphere):
 
     L = lam / r * softplus(-P(cos_y)) + (1 - lam) / r * sum_{i != y} softplus(N(cos_i))
 

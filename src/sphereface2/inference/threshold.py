@@ -1,8 +1,9 @@
 """The cosine threshold that turns a score into a verdict (same person / different people).
 
 The threshold is never guessed: SphereFace2's bias is not a usable test threshold
-(reference.md section 1), and a cosine means different things for different models. It
-comes from an evaluation report (``RUN/eval/report.json``, written by ``sphereface2
+(SphereFace2, Wen et al., ICLR 2022: it is trained with the margins and the lambda
+weighting, not calibrated for testing), and a cosine means different things for different
+models. It comes from an evaluation report (``RUN/eval/report.json``, written by ``sphereface2
 evaluate``): the OpenSphere protocol's best global threshold, where pairs with
 ``cosine >= threshold`` are called the same person. The Combined set (the pooled pairs of
 every evaluated set) is preferred, as the paper calls it the more reliable number; else the

@@ -1,7 +1,7 @@
 """Validation during training: flip-fused embeddings of .bin pair sets, 10-fold accuracy.
 
 Each image and its horizontal flip are embedded and the two raw embeddings summed (the
-InsightFace protocol, reference.md section 3); the metric itself comes from
+InsightFace protocol, its ``eval/verification.py``); the metric itself comes from
 :mod:`sphereface2.metrics.verification`, which works on embeddings, not models.
 Validation never touches the training RNG streams or the weights (eval mode, no grad),
 so running it more or less often does not change the training trajectory.
