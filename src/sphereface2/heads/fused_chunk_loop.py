@@ -28,22 +28,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sphereface2.heads.sphereface2_params import SphereFace2Params
 from sphereface2.heads.sphereface2_slopes import positive_value_and_slope
 
 SOFTPLUS_THRESHOLD = 20.0  # F.softplus's default: above it softplus(u) = u and its slope is 1
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """The SphereFace2 hyper-parameters of one pass (see sphereface2_math)."""
-
-    margin_type: str
-    lam: float
-    r: float
-    m: float
-    t: float
-    gradient: str
+def LossSpec(  # noqa: N802  (the former spec class; kept for its callers)
+    margin_type: str, lam: float, r: float, m: float, t: float, gradient: str
+) -> SphereFace2Params:
+    """The hyper-parameters of one pass: a :class:`SphereFace2Params` (``lw`` unused here)."""
+    return SphereFace2Params(margin_type, lam, r, m, t, gradient=gradient)
 
 
 @dataclass
@@ -102,7 +98,7 @@ class _Positives:
         weight: Tensor,
         bias: Tensor,
         positive_index: Tensor,
-        spec: LossSpec,
+        spec: SphereFace2Params,
         opts: PassOptions,
     ) -> None:
         num_classes = weight.shape[0]
@@ -153,7 +149,7 @@ class _NegativeLogits:
     two multiplications. dN/dcos = r t q^(t-1) inside [-1, 1] and 0 beyond, where g clamps.
     """
 
-    def __init__(self, spec: LossSpec, bias: Tensor, *, want_slope: bool) -> None:
+    def __init__(self, spec: SphereFace2Params, bias: Tensor, *, want_slope: bool) -> None:
         self.r, self.t = spec.r, spec.t
         margin = spec.m if spec.margin_type == "C" else 0.0
         self.offset = spec.r * (margin - 1.0) + bias
@@ -203,7 +199,7 @@ def fused_pass(
     weight: Tensor,
     bias: Tensor,
     positive_index: Tensor,
-    spec: LossSpec,
+    spec: SphereFace2Params,
     opts: PassOptions,
     *,
     accumulate_into: Tensor | None = None,

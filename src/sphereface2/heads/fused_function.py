@@ -34,17 +34,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from sphereface2.heads.arg_checks import GRADIENT_MODES, check_batch, check_choice
+from sphereface2.heads.arg_checks import check_batch, check_choice
 from sphereface2.heads.base import NORM_EPS, renormalise_
 from sphereface2.heads.fused_chunk_loop import (
-    LossSpec,
     PassOptions,
     PassResult,
     fused_pass,
     work_dtype,
 )
 from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
-from sphereface2.heads.sphereface2_math import MARGIN_TYPES
+from sphereface2.heads.sphereface2_params import SphereFace2Params
 
 IMPLEMENTATIONS = ("auto", "plain", "fused")
 AUTO_MIN_ENTRIES = 2**18
@@ -95,7 +94,7 @@ class _FusedSphereFace2(torch.autograd.Function):
         weight: Tensor,
         bias: Tensor,
         positive_index: Tensor,
-        spec: LossSpec,
+        spec: SphereFace2Params,
         opts: PassOptions,
     ) -> tuple[Tensor, Tensor]:
         # The proxies already hold a gradient: add into it in backward (module docstring).
@@ -157,16 +156,17 @@ def fused_sphereface2_loss_sum(
     bias: Tensor | float,
     positive_index: Tensor,
     *,
-    margin_type: str,
-    lam: float,
-    r: float,
-    m: float,
-    t: float,
+    margin_type: str | None = None,
+    lam: float | None = None,
+    r: float | None = None,
+    m: float | None = None,
+    t: float | None = None,
     gradient: str = "full",
     scale: float = 1.0,
     chunk_size: int | None = None,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
     return_stats: bool = False,
+    params: SphereFace2Params | None = None,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """``scale`` times the batch sum of the per-sample loss terms of the classes in ``weight``.
 
@@ -184,11 +184,14 @@ def fused_sphereface2_loss_sum(
     from ``budget_bytes``, see :mod:`sphereface2.heads.memory_budget`). Under autocast
     the matrix products run in the autocast dtype, the elementwise maths in float32.
 
+    ``params`` (a :class:`SphereFace2Params`) may replace the hyper-parameter keywords.
     With ``return_stats`` also returns detached float64 sums: "pos_cos_sum" (cosines of the
     positives in range), "neg_cos_sum" (all other cosines) and "num_positives".
     """
-    check_choice("fused sphereface2", "margin_type", margin_type, MARGIN_TYPES)
-    check_choice("fused sphereface2", "gradient", gradient, GRADIENT_MODES)
+    if params is None:  # the keywords; ``params`` (a head's) replaces them all
+        params = SphereFace2Params.for_head(
+            "fused sphereface2", margin_type=margin_type, lam=lam, r=r, m=m, t=t, gradient=gradient
+        )
     if x_hat.dim() != 2 or weight.dim() != 2 or x_hat.shape[1] != weight.shape[1]:
         raise ValueError(
             f"fused sphereface2: x_hat (B, d) and weight (K, d) must agree in d, got "
@@ -223,7 +226,7 @@ def fused_sphereface2_loss_sum(
         want_stats=return_stats,
         matmul_dtype=mmdt,
     )
-    spec = LossSpec(margin_type, float(lam), float(r), float(m), float(t), gradient)
+    spec = params
     with torch.autocast(x_hat.device.type, enabled=False):
         if opts.need_grad_x or opts.need_grad_weight or opts.need_grad_bias:
             loss, stats = _FusedSphereFace2.apply(x_hat, weight, bias, positive_index, spec, opts)
@@ -316,12 +319,7 @@ def fused_head_forward(
         head.weight,
         head.bias,
         labels,
-        margin_type=head.margin_type,
-        lam=head.lam,
-        r=head.r,
-        m=head.m,
-        t=head.t,
-        gradient=head.gradient,
+        params=head.params,
         scale=head.lw / batch,
         chunk_size=chunk_size,
         return_stats=return_stats,
