@@ -1,7 +1,5 @@
 """The saved-model contract: what training writes and everything else reads.
 
-* ``training_state``      ``TrainingState``: the checkpoint payload schema (one object with
-                          ``state_dict()`` / ``load_state_dict()``) and the ``model.pt`` payload
 * ``checkpoint``          atomic writes, keep-last-N, safe loading (format tags), weight averaging
 * ``sharded_checkpoint``  per-rank head shards of a multi-process checkpoint
 * ``run_folder``          the layout of a training run's output folder
