@@ -28,7 +28,10 @@ kernel's RSS high-water mark reset (``/proc/self/clear_refs``, 5); one step runs
 high-water mark is read. "peak extra" = high-water - RSS before the step - the bytes of
 the gradients the step leaves behind (proxies, embeddings, bias): the transient memory a
 step needs beyond parameters, their gradients and anything else alive before it (an
-optimizer state would be). It counts every allocation, torch's and MKL's. The floor
+optimizer state would be). A second step then runs with those gradients kept, so it
+accumulates into them (gradient accumulation's later micro-batches, or
+``zero_grad(set_to_none=False)``): "extra, grad present" = its high-water - RSS before
+it. Both count every allocation, torch's and MKL's. The floor
 methods write into buffers allocated before the step, so their extra memory is not
 meaningful and not measured. Linux only.
 
@@ -140,9 +143,10 @@ def _make_step(spec: str, plain: SphereFace2Head, x: Tensor, y: Tensor):
             head = OfficialStyleSphereFace2(plain.weight, plain.bias)
         params = (plain.weight, plain.bias, x)
 
-        def step() -> float:
-            for p in params:
-                p.grad = None
+        def step(keep_grads: bool = False) -> float:
+            if not keep_grads:
+                for p in params:
+                    p.grad = None
             loss = head(x, y)
             loss.backward()
             return loss.item()
@@ -211,11 +215,21 @@ def _memory_worker(args: argparse.Namespace) -> dict[str, Any]:
     step()
     peak = _status_kib("VmHWM") * 1024
     grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+    # Again with the gradients of that step kept: the step accumulates into them (the
+    # second micro-batch of gradient accumulation, or zero_grad(set_to_none=False)).
+    gc.collect()
+    before_present = _status_kib("VmRSS") * 1024
+    Path("/proc/self/clear_refs").write_text("5")
+    step(keep_grads=True)
+    peak_present = _status_kib("VmHWM") * 1024
     return {
         "rss_before": before,
         "rss_peak": peak,
         "grad_bytes": grads,
         "peak_extra": peak - before - grads,
+        "rss_before_grad_present": before_present,
+        "rss_peak_grad_present": peak_present,
+        "peak_extra_grad_present": peak_present - before_present,
     }
 
 
@@ -383,7 +397,7 @@ def _table(rows: list[dict[str, Any]], report: dict[str, Any]) -> str:
         f"{cfg['repeats']} repeats, {cfg['processor']}; load average "
         f"{report['load_average']['start'][0]:.1f} -> {report['load_average']['end'][0]:.1f}",
         f"{'K':>9} {'method':<20} {'median s':>9} {'min s':>8} {'x plain':>8} {'x floor':>8} "
-        f"{'peak extra MiB':>15}",
+        f"{'peak extra MiB':>15} {'extra, grad present':>20}",
     ]
     for classes in sorted({r["classes"] for r in rows}):
         by = {r["method"]: r for r in rows if r["classes"] == classes}
@@ -398,11 +412,13 @@ def _table(rows: list[dict[str, Any]], report: dict[str, Any]) -> str:
                 continue
             med = row["median_s"]
             extra = row.get("memory", {}).get("peak_extra")
+            present = row.get("memory", {}).get("peak_extra_grad_present")
             lines.append(
                 f"{classes:>9} {label:<20} {med:>9.3f} {row['min_s']:>8.3f} "
                 f"{med / base if base else float('nan'):>8.2f} "
                 f"{med / floor if floor else float('nan'):>8.2f} "
-                f"{extra / 2**20 if extra is not None else float('nan'):>15.1f}"
+                f"{extra / 2**20 if extra is not None else float('nan'):>15.1f} "
+                f"{present / 2**20 if present is not None else float('nan'):>20.1f}"
             )
     for classes, ratios in report["ratios"].items():
         text = ", ".join(f"{k} {v:.3g}" for k, v in ratios.items())

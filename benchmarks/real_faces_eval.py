@@ -17,9 +17,9 @@ import numpy as np
 from sphereface2.data.list_file import ListFileDataset
 from sphereface2.data.pairs import read_pair_list
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.model_loading import load_embedding_model
-from sphereface2.evaluate.runner import embed_dataset
-from sphereface2.evaluate.verification import evaluate_pairs
+from sphereface2.metrics.verification import evaluate_pairs
+from sphereface2.models.embed import embed_dataset
+from sphereface2.models.loading import load_embedding_model
 
 
 def evaluate_run(

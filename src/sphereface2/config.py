@@ -37,7 +37,8 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------
-# The schema. Defaults follow the paper's recipe (reference.md section 2) where one exists.
+# The schema. Defaults follow the paper's recipe (SphereFace2, Wen et al., ICLR 2022) where
+# one exists.
 # --------------------------------------------------------------------------------------
 
 

@@ -16,11 +16,12 @@ import torch
 
 from sphereface2.config import load_config
 from sphereface2.data.demo_glyphs import DemoDatasetInfo, ensure_demo_dataset
-from sphereface2.evaluate.model_loading import TorchEmbeddingModel, load_embedding_model
 from sphereface2.evaluate.report import build_report, format_text_table, write_report
 from sphereface2.evaluate.runner import VerificationRun, evaluate_verification_sets
 from sphereface2.evaluate.verification_sets import open_pair_set
-from sphereface2.train.trainer import TrainResult, build_model, train
+from sphereface2.models.loading import TorchEmbeddingModel, load_embedding_model
+from sphereface2.models.model_config import build_backbone_from_config
+from sphereface2.train.trainer import TrainResult, train
 
 DEMO_SET_NAME = "Glyphs"
 
@@ -83,7 +84,11 @@ def run_demo(
 
     torch.manual_seed(cfg.seed)  # the same initial weights the run starts from
     untrained_model = TorchEmbeddingModel(
-        build_model(cfg.model), cfg.model, device, name="untrained", description="untrained"
+        build_backbone_from_config(cfg.model),
+        cfg.model,
+        device,
+        name="untrained",
+        description="untrained",
     )
     result = train(cfg, out_dir, resume="auto", device=device, echo=echo)
     model = load_embedding_model(result.run_dir, device)

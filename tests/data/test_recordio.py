@@ -20,7 +20,7 @@ from sphereface2.data.recordio import (
     unpack_record,
 )
 
-# reference.md section 4: a header-only meta record with labels [1.0, 3.0], as written by dmlc.
+# MXNet recordio (dmlc-core): a header-only meta record with labels [1.0, 3.0], as written by dmlc.
 GOLDEN_META = bytes.fromhex(
     "0a23d7ce 20000000 02000000 00000000 00000000 00000000 00000000 00000000 0000803f 00004040"
 )

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sphereface2.heads.fused_kernel import LossSpec, _NegativeLogits
+from sphereface2.heads.fused_chunk_loop import LossSpec, _NegativeLogits
 from sphereface2.heads.memory_budget import (
     MIN_CHUNK,
     WORK_BUFFERS,

@@ -181,7 +181,7 @@ def test_head_default_hyper_parameters_match_the_paper():
 
 
 def direct_closed_form(K, margin_type, lam, r, m, t):
-    """reference.md's formula, written out as given."""
+    """The paper's formula, written out as given."""
 
     def g(z):
         return 2 * ((z + 1) / 2) ** t - 1

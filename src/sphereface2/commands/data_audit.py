@@ -51,7 +51,7 @@ def add_audit_command(data_subparsers: argparse._SubParsersAction) -> argparse.A
 
 
 def _default_out(run: str) -> Path:
-    from sphereface2.evaluate.model_loading import find_run_folder
+    from sphereface2.models.loading import find_run_folder
 
     path = Path(run)
     folder = path if path.is_dir() else find_run_folder(path)
@@ -62,7 +62,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from sphereface2.commands.evaluate import resolve_device
     from sphereface2.evaluate.label_audit import audit_labels
     from sphereface2.evaluate.label_audit_report import format_summary
-    from sphereface2.evaluate.runner import ProgressPrinter
+    from sphereface2.models.embed import ProgressPrinter
 
     if args.top < 0:
         raise ValueError(f"--top must be >= 0, got {args.top}")

@@ -177,7 +177,7 @@ def resolve_device(device: str) -> str:
 
 def default_out_dir(model_path: str) -> Path:
     """``<run folder>/eval`` when MODEL is or lies in a run folder, else ``./eval``."""
-    from sphereface2.evaluate.model_loading import find_run_folder
+    from sphereface2.models.loading import find_run_folder
 
     run = find_run_folder(model_path)
     return run / "eval" if run is not None else Path("eval")
@@ -262,8 +262,8 @@ class _Results:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from sphereface2.evaluate.model_loading import load_embedding_model
     from sphereface2.evaluate.report import build_report, format_text_table, write_report
+    from sphereface2.models.loading import load_embedding_model
 
     _check_args(args)
     out = Path(args.out) if args.out else default_out_dir(args.model)
@@ -332,9 +332,9 @@ def _run_verification(args: argparse.Namespace, model, results: _Results):
 
 def _run_ijb(args: argparse.Namespace, model, device: str, results: _Results) -> None:
     from sphereface2.evaluate.ijb_runner import evaluate_ijb
-    from sphereface2.evaluate.roc import roc_curve
     from sphereface2.evaluate.roc_plot import roc_points
-    from sphereface2.evaluate.runner import ProgressPrinter
+    from sphereface2.metrics.roc import roc_curve
+    from sphereface2.models.embed import ProgressPrinter
 
     result = evaluate_ijb(
         model,
@@ -369,7 +369,7 @@ def _run_ijb(args: argparse.Namespace, model, device: str, results: _Results) ->
 
 def _run_megaface(args: argparse.Namespace, model, device: str, results: _Results) -> None:
     from sphereface2.evaluate.megaface_runner import evaluate_megaface
-    from sphereface2.evaluate.runner import ProgressPrinter
+    from sphereface2.models.embed import ProgressPrinter
 
     mega = evaluate_megaface(
         model,

@@ -117,9 +117,9 @@ def _onnx_path(out: str, fmt: str) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from sphereface2.evaluate.model_loading import load_embedding_model
     from sphereface2.export.onnx_export import check_opset, export_onnx
     from sphereface2.export.safetensors_export import export_safetensors
+    from sphereface2.models.loading import load_embedding_model
 
     onnx_out = _onnx_path(args.out, args.format) if args.format != "safetensors" else None
     if onnx_out is not None:
@@ -155,9 +155,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from sphereface2.evaluate.model_loading import load_embedding_model
-    from sphereface2.evaluate.runner import ProgressPrinter
     from sphereface2.export.embeddings import embed_to_files, output_paths
+    from sphereface2.models.embed import ProgressPrinter
+    from sphereface2.models.loading import load_embedding_model
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

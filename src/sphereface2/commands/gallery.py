@@ -117,10 +117,10 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sphereface2.evaluate.runner import ProgressPrinter
     from sphereface2.inference import load_model
     from sphereface2.inference.gallery import META_FILE, build_gallery, save_gallery
     from sphereface2.inference.gallery_search import add_faiss_index
+    from sphereface2.models.embed import ProgressPrinter
 
     if (Path(args.out) / META_FILE).exists() and not args.overwrite:
         raise ValueError(f"{args.out}: already holds a gallery; pass --overwrite to replace it")

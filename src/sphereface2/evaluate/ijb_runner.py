@@ -1,15 +1,15 @@
 """IJB-B / IJB-C end to end: loose crops -> aligned faces -> embeddings -> template
 verification (1:1) and, optionally, identification (1:N).
 
-The metrics live in :mod:`sphereface2.evaluate.ijb` (arrays only); this module finds the files,
-aligns and embeds the images, and calls them. Protocol (reference.md section 3):
+The metrics live in :mod:`sphereface2.metrics.ijb` (arrays only); this module finds the files,
+aligns and embeds the images, and calls them. Protocol (InsightFace ``eval_ijbc.py``, OpenSphere):
 
 1. every loose crop is aligned from its 5 landmarks onto the ArcFace template
    (:func:`sphereface2.data.alignment.align_face`, a least-squares similarity transform);
 2. image feature = raw embedding of the crop + raw embedding of its mirror (flip test);
 3. times the detector's faceness score; features sharing a media id inside a template are
    averaged, the media features summed and the sum L2-normalised
-   (:func:`~sphereface2.evaluate.ijb.template_features`);
+   (:func:`~sphereface2.metrics.ijb.template_features`);
 4. 1:1: cosine of the two templates of each pair, scored in chunks; TAR at FAR read at the
    nearest ROC point (InsightFace) and by linear interpolation (OpenSphere), each labelled;
 5. 1:N (optional): the mixed probe templates against the galleries S1/S2 (IJB-B) or G1/G2
@@ -46,27 +46,29 @@ from torch.utils.data import Dataset
 
 from sphereface2.data.alignment import align_face
 from sphereface2.data.decode import ImageDecodeError, read_image
-from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.ijb import (
-    IJB_FARS,
-    IJB1NResult,
+from sphereface2.data.ijb_meta import (
     IJBFormatError,
     IJBMeta,
+    read_1n_list,
+    read_ijb_meta,
+    read_template_pair_label,
+)
+from sphereface2.data.transforms import eval_transform
+from sphereface2.evaluate.report import IdentificationRow
+from sphereface2.metrics.ijb import (
+    IJB_FARS,
+    IJB1NResult,
     IJBVerificationResult,
     ijb_1n,
     ijb_1n_over_galleries,
     merge_galleries,
-    read_1n_list,
-    read_ijb_meta,
-    read_template_pair_label,
     score_template_pairs,
     take_templates,
     template_features,
 )
-from sphereface2.evaluate.model_loading import EmbeddingModel
-from sphereface2.evaluate.report import IdentificationRow
-from sphereface2.evaluate.roc import READ_METHODS, roc_auc, roc_curve, tpr_at_fpr
-from sphereface2.evaluate.runner import Progress, embed_dataset
+from sphereface2.metrics.roc import READ_METHODS, roc_auc, roc_curve, tpr_at_fpr
+from sphereface2.models.embed import Progress, embed_dataset
+from sphereface2.models.loading import EmbeddingModel
 
 #: Sets and their 1:N galleries.
 IJB_GALLERIES = {"IJBB": ("S1", "S2"), "IJBC": ("G1", "G2")}

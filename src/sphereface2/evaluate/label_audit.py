@@ -22,7 +22,7 @@ proxy of the trained head:
 
 The labels are those the run trained with (:mod:`sphereface2.evaluate.label_audit_labels`).
 When the run injected noise the ranking is scored as a detector of the changed labels
-(:mod:`sphereface2.evaluate.label_audit_metrics`).
+(:mod:`sphereface2.metrics.label_audit`).
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ import torch.nn.functional as F
 from sphereface2.data.training_sets import detect_training_set, open_training_set
 from sphereface2.data.transforms import eval_transform
 from sphereface2.evaluate.label_audit_labels import TrainedLabels, trained_labels
-from sphereface2.evaluate.label_audit_metrics import DetectionMetrics, detection_metrics
 from sphereface2.evaluate.label_audit_model import AuditModel, load_audit_model
-from sphereface2.evaluate.runner import Progress, embed_dataset
 from sphereface2.heads import SphereFace2Head
 from sphereface2.heads.sphereface2_math import positive_logit
+from sphereface2.metrics.label_audit import DetectionMetrics, detection_metrics
+from sphereface2.models.embed import Progress, embed_dataset
 
 
 @dataclass(frozen=True)

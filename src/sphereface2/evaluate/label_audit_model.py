@@ -1,6 +1,6 @@
 """Open a run's backbone *and* head for the label audit.
 
-Evaluation usually needs only the backbone (:mod:`sphereface2.evaluate.model_loading`);
+Evaluation usually needs only the backbone (:mod:`sphereface2.models.loading`);
 the audit also needs the class proxies, so it reads the ``head`` state stored beside the
 backbone. A run's ``model.pt`` holds the full head even when the run was trained by
 several processes (the trainer averages checkpoints whose head shards are merged); a
@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from sphereface2.config import ConfigError, TrainConfig, config_from_dict
-from sphereface2.evaluate.model_loading import (
+from sphereface2.heads import build_head
+from sphereface2.models.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, load_file
+from sphereface2.models.loading import (
     TorchEmbeddingModel,
     build_backbone_from_config,
     find_run_folder,
 )
-from sphereface2.heads import build_head
 
 
 @dataclass
@@ -86,8 +87,6 @@ def load_audit_model(run: str | os.PathLike, device: str | torch.device = "cpu")
         ValueError: the file holds no head (or no config), or weights that do not fit;
             the message names the file.
     """
-    from sphereface2.train.checkpoint import CHECKPOINT_FORMAT, MODEL_FORMAT, load_file
-
     path = _model_file(Path(run))
     data = load_file(path, (MODEL_FORMAT, CHECKPOINT_FORMAT), merge_shards=True)
     try:

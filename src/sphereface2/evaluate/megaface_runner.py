@@ -1,6 +1,6 @@
 """MegaFace challenge 1 end to end: FaceScrub-style probes against growing distractor sets.
 
-The metrics live in :mod:`sphereface2.evaluate.identification` (arrays only); this module
+The metrics live in :mod:`sphereface2.metrics.megaface` (arrays only); this module
 opens the images (or precomputed devkit feature files), embeds them and calls the metrics for
 each distractor count.
 
@@ -38,19 +38,19 @@ import torch
 
 from sphereface2.data.image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from sphereface2.data.list_file import ListFileDataset, SampleListDataset
+from sphereface2.data.megaface_features import feature_path, read_features, write_feature
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.identification import (
+from sphereface2.evaluate.report import IdentificationRow
+from sphereface2.metrics.megaface import (
     MEGAFACE_FARS,
     MegaFaceIdentificationResult,
     MegaFaceVerificationResult,
     megaface_evaluate,
 )
-from sphereface2.evaluate.megaface_io import feature_path, read_features, write_feature
-from sphereface2.evaluate.model_loading import EmbeddingModel
-from sphereface2.evaluate.report import IdentificationRow
-from sphereface2.evaluate.roc import READ_METHODS
-from sphereface2.evaluate.runner import Progress, embed_dataset
-from sphereface2.evaluate.verification import l2_normalize
+from sphereface2.metrics.roc import READ_METHODS
+from sphereface2.metrics.verification import l2_normalize
+from sphereface2.models.embed import Progress, embed_dataset
+from sphereface2.models.loading import EmbeddingModel
 
 #: The distractor counts of the MegaFace challenge.
 MEGAFACE_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)
@@ -515,7 +515,7 @@ def write_megaface_features(
 ) -> list[Path]:
     """Embed images and write one devkit feature file per image
     (``out_dir/<relative folders>/<image file name>_<suffix>.bin``, see
-    :mod:`sphereface2.evaluate.megaface_io`), as InsightFace's ``gen_megaface.py`` does: the
+    :mod:`sphereface2.data.megaface_features`), as InsightFace's ``gen_megaface.py`` does: the
     flip-sum embedding, L2-normalised, as a d x 1 float32 matrix.
 
     Args:

@@ -1,6 +1,6 @@
 """Evaluation reports: a Markdown page, a JSON summary, ROC plots and a terminal table.
 
-Every number is printed beside the protocol that produced it (reference.md section 3):
+Every number is printed beside the protocol that produced it (InsightFace or OpenSphere code):
 
 - *InsightFace 10-fold*: flip-sum embeddings, squared L2 distance, per-fold best threshold;
   mean +- std of the fold accuracies (and InsightFace's VAL@FAR).
@@ -32,15 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from sphereface2.evaluate.roc import fpr_resolved, roc_curve
 from sphereface2.evaluate.roc_plot import RocPoints, plot_curves, roc_points
 from sphereface2.evaluate.runner import SetEvaluation, VerificationRun
-from sphereface2.evaluate.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROTOCOL
 from sphereface2.evaluate.verification_sets import PAPER_SETS
+from sphereface2.metrics.roc import fpr_resolved, roc_curve
+from sphereface2.metrics.verification import BEST_THRESHOLD_PROTOCOL, KFOLD_PROTOCOL
 
 REPORT_FORMAT = "sphereface2-evaluation"
 REPORT_VERSION = 1
-#: The FARs of IJB tables (reference.md section 3).
+#: The FARs of IJB tables (InsightFace eval_ijbc.py).
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 _UNRESOLVED_NOTE = (
@@ -107,8 +107,8 @@ def as_tar_at_far(name: str, value: Any) -> list[TarAtFar]:
 
     Accepts a :class:`TarAtFar`; a mapping ``{"tar_at_far": {far: tar}, "method": ...,
     "protocol": ...}``; an object with such attributes; or an object (or mapping) whose
-    ``tar_at_far`` is a sequence of :class:`~sphereface2.evaluate.roc.TprAtFpr` reads, such
-    as :class:`sphereface2.evaluate.ijb.IJBVerificationResult` (each read carries its own
+    ``tar_at_far`` is a sequence of :class:`~sphereface2.metrics.roc.TprAtFpr` reads, such
+    as :class:`sphereface2.metrics.ijb.IJBVerificationResult` (each read carries its own
     method: one row per method).
     """
     if isinstance(value, TarAtFar):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sphereface2.evaluate.roc import RocCurve
+from sphereface2.metrics.roc import RocCurve
 
 
 @dataclass(frozen=True)

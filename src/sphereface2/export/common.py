@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from sphereface2.config import ModelConfig
-from sphereface2.evaluate.model_loading import (
+from sphereface2.models.loading import (
     EmbeddingModel,
     TorchEmbeddingModel,
     load_embedding_model,

@@ -29,9 +29,9 @@ from sphereface2.data.bin_format import BinPairDataset
 from sphereface2.data.list_file import ListFileDataset
 from sphereface2.data.training_sets import detect_training_set, open_training_set
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.model_loading import EmbeddingModel
-from sphereface2.evaluate.runner import Progress, embed_dataset
-from sphereface2.evaluate.verification import l2_normalize
+from sphereface2.metrics.verification import l2_normalize
+from sphereface2.models.embed import Progress, embed_dataset
+from sphereface2.models.loading import EmbeddingModel
 
 
 @dataclass

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 from sphereface2.config import ModelConfig
-from sphereface2.evaluate.model_loading import (
+from sphereface2.export.common import FLIP_TEST, PREPROCESSING, ModelLike, as_torch_model
+from sphereface2.models.loading import (
     METADATA_KEY,
     model_config_to_dict,
     require_optional,
 )
-from sphereface2.export.common import FLIP_TEST, PREPROCESSING, ModelLike, as_torch_model
 
 DEFAULT_OPSET = 17
 EXPORTERS = {

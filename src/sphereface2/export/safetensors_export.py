@@ -3,7 +3,7 @@
 ``out_dir/model.safetensors`` holds the backbone's state dict (no pickle, loadable from any
 framework) with the model config also in its metadata; ``out_dir/config.json`` holds
 ``{"format": "sphereface2-safetensors", "version": 1, "model": {backbone, embedding_dim,
-input_size, options}, ...}``. :func:`sphereface2.evaluate.model_loading.load_embedding_model`
+input_size, options}, ...}``. :func:`sphereface2.models.loading.load_embedding_model`
 opens either the folder or the ``.safetensors`` file.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from sphereface2.config import ModelConfig
-from sphereface2.evaluate.model_loading import (
+from sphereface2.export.common import FLIP_TEST, PREPROCESSING, ModelLike, as_torch_model
+from sphereface2.models.loading import (
     CONFIG_FILE,
     METADATA_KEY,
     SAFETENSORS_FORMAT,
@@ -27,7 +28,6 @@ from sphereface2.evaluate.model_loading import (
     model_config_to_dict,
     require_optional,
 )
-from sphereface2.export.common import FLIP_TEST, PREPROCESSING, ModelLike, as_torch_model
 
 
 def export_safetensors(

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sphereface2.heads.validation import check_batch, check_sizes
+from sphereface2.heads.arg_checks import check_batch, check_sizes
 
 # Normalisation never divides by less than this (an all-zero embedding stays zero).
 NORM_EPS = 1e-12

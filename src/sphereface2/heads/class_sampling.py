@@ -27,7 +27,7 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
-from sphereface2.heads.validation import check_number
+from sphereface2.heads.arg_checks import check_number
 
 
 def check_sample_rate(head: str, value: object) -> float:

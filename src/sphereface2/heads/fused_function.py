@@ -2,11 +2,20 @@
 
 The forward pass computes the loss and, in the same chunked pass over the classes, the
 gradients with respect to the normalised features, the proxies and the bias
-(:func:`sphereface2.heads.fused_kernel.fused_pass`). Backward only hands them out: it
+(:func:`sphereface2.heads.fused_chunk_loop.fused_pass`). Backward only hands them out: it
 returns them as they are when the incoming gradient is 1 (the usual ``loss.backward()``),
 else scales them in place. The proxy gradient is one (K, d) buffer written chunk by chunk
 and released from the context before it is returned, so autograd adopts it as ``.grad``
 (when ``.grad`` is None) instead of copying it: no transient second (K, d) copy.
+
+When the proxies already have a ``.grad`` at the forward pass (every micro-batch after the
+first under gradient accumulation, or after ``zero_grad(set_to_none=False)``), a returned
+buffer would be a transient full (K, d) copy added into it. The forward pass then skips
+the proxy gradient and the backward pass reruns the chunks for it, adding each chunk's
+rows into the existing ``.grad`` in place and returning None for the proxies: bit for bit
+the same sum, a (chunk, d) buffer instead of a (K, d) one, at the price of recomputing the
+cosines once. (Only for a leaf ``weight`` without gradient hooks; otherwise, and when the
+``.grad`` is gone by the backward pass, the buffer is returned as before.)
 
 Costs of precomputing gradients: a forward pass that is never back-propagated still pays
 for them (use ``torch.no_grad()`` for evaluation: the pass then computes the loss only),
@@ -25,17 +34,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from sphereface2.heads.arg_checks import check_batch, check_choice
 from sphereface2.heads.base import NORM_EPS, renormalise_
-from sphereface2.heads.fused_kernel import (
-    LossSpec,
+from sphereface2.heads.fused_chunk_loop import (
     PassOptions,
     PassResult,
     fused_pass,
     work_dtype,
 )
 from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
-from sphereface2.heads.sphereface2_math import MARGIN_TYPES
-from sphereface2.heads.validation import GRADIENT_MODES, check_batch, check_choice
+from sphereface2.heads.sphereface2_params import SphereFace2Params
 
 IMPLEMENTATIONS = ("auto", "plain", "fused")
 AUTO_MIN_ENTRIES = 2**18
@@ -45,6 +53,26 @@ Measured on a 2-core AVX-512 CPU: below about 2^18 entries (B = 256 with K = 102
 with K = 8192) the plain head is as fast or faster; above, the fused one wins and the gap
 grows with K.
 """
+
+
+def _grad_accumulates_in_place(weight: Tensor) -> bool:
+    """Whether ``weight``'s existing ``.grad`` can take its gradient in place."""
+    if not weight.is_leaf or not weight.requires_grad:
+        return False
+    grad = weight.grad
+    if grad is None or grad.layout != torch.strided or not grad.is_contiguous():
+        return False
+    if (grad.shape, grad.dtype, grad.device) != (weight.shape, weight.dtype, weight.device):
+        return False
+    hooks = getattr(weight, "_backward_hooks", None)
+    post_hooks = getattr(weight, "_post_accumulate_grad_hooks", None)
+    return not hooks and not post_hooks
+
+
+def _weight_only(opts: PassOptions) -> PassOptions:
+    return replace(
+        opts, need_grad_x=False, need_grad_bias=False, need_grad_weight=True, want_stats=False
+    )
 
 
 def _keep_gradients(
@@ -66,9 +94,13 @@ class _FusedSphereFace2(torch.autograd.Function):
         weight: Tensor,
         bias: Tensor,
         positive_index: Tensor,
-        spec: LossSpec,
+        spec: SphereFace2Params,
         opts: PassOptions,
     ) -> tuple[Tensor, Tensor]:
+        # The proxies already hold a gradient: add into it in backward (module docstring).
+        ctx.defer_weight = opts.need_grad_weight and _grad_accumulates_in_place(weight)
+        if ctx.defer_weight:
+            opts = replace(opts, need_grad_weight=False)
         result = fused_pass(x_hat, weight, bias, positive_index, spec, opts)
         _keep_gradients(ctx, result, x_hat.dtype, bias.dtype)
         # Saved (not copied) only to recompute if backward runs again (retain_graph).
@@ -81,18 +113,33 @@ class _FusedSphereFace2(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_loss: Tensor, _grad_stats: Tensor) -> tuple[Any, ...]:
+        x_hat, weight, bias, positive_index = ctx.saved_tensors
         if not ctx.pending:  # the first backward handed the buffers out: recompute them
-            x_hat, weight, bias, positive_index = ctx.saved_tensors
             result = fused_pass(x_hat, weight, bias, positive_index, ctx.spec, ctx.opts)
             _keep_gradients(ctx, result, x_hat.dtype, bias.dtype)
         grads = [ctx.grad_x, ctx.grad_weight, ctx.grad_bias]
         # Drop the context's references, so autograd may adopt the buffers as .grad.
         ctx.grad_x = ctx.grad_weight = ctx.grad_bias = None
         ctx.pending = False
-        if not bool(grad_loss == 1.0):
+        scaled = not bool(grad_loss == 1.0)
+        if scaled:
             for grad in grads:
                 if grad is not None:
                     grad.mul_(grad_loss.to(grad.dtype))
+        if ctx.defer_weight:
+            factor = grad_loss.to(weight.dtype) if scaled else None
+            only_weight = _weight_only(ctx.opts)
+            if _grad_accumulates_in_place(weight):
+                fused_pass(
+                    x_hat, weight, bias, positive_index, ctx.spec, only_weight,
+                    accumulate_into=weight.grad, grad_factor=factor,
+                )  # fmt: skip
+            else:  # the .grad went away since the forward pass: return a fresh buffer
+                grads[1] = fused_pass(
+                    x_hat, weight, bias, positive_index, ctx.spec, only_weight
+                ).grad_weight
+                if factor is not None:
+                    grads[1].mul_(factor)
         return grads[0], grads[1], grads[2], None, None, None
 
 
@@ -109,16 +156,17 @@ def fused_sphereface2_loss_sum(
     bias: Tensor | float,
     positive_index: Tensor,
     *,
-    margin_type: str,
-    lam: float,
-    r: float,
-    m: float,
-    t: float,
+    margin_type: str | None = None,
+    lam: float | None = None,
+    r: float | None = None,
+    m: float | None = None,
+    t: float | None = None,
     gradient: str = "full",
     scale: float = 1.0,
     chunk_size: int | None = None,
     budget_bytes: int = DEFAULT_BUDGET_BYTES,
     return_stats: bool = False,
+    params: SphereFace2Params | None = None,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """``scale`` times the batch sum of the per-sample loss terms of the classes in ``weight``.
 
@@ -136,11 +184,14 @@ def fused_sphereface2_loss_sum(
     from ``budget_bytes``, see :mod:`sphereface2.heads.memory_budget`). Under autocast
     the matrix products run in the autocast dtype, the elementwise maths in float32.
 
+    ``params`` (a :class:`SphereFace2Params`) may replace the hyper-parameter keywords.
     With ``return_stats`` also returns detached float64 sums: "pos_cos_sum" (cosines of the
     positives in range), "neg_cos_sum" (all other cosines) and "num_positives".
     """
-    check_choice("fused sphereface2", "margin_type", margin_type, MARGIN_TYPES)
-    check_choice("fused sphereface2", "gradient", gradient, GRADIENT_MODES)
+    if params is None:  # the keywords; ``params`` (a head's) replaces them all
+        params = SphereFace2Params.for_head(
+            "fused sphereface2", margin_type=margin_type, lam=lam, r=r, m=m, t=t, gradient=gradient
+        )
     if x_hat.dim() != 2 or weight.dim() != 2 or x_hat.shape[1] != weight.shape[1]:
         raise ValueError(
             f"fused sphereface2: x_hat (B, d) and weight (K, d) must agree in d, got "
@@ -175,7 +226,7 @@ def fused_sphereface2_loss_sum(
         want_stats=return_stats,
         matmul_dtype=mmdt,
     )
-    spec = LossSpec(margin_type, float(lam), float(r), float(m), float(t), gradient)
+    spec = params
     with torch.autocast(x_hat.device.type, enabled=False):
         if opts.need_grad_x or opts.need_grad_weight or opts.need_grad_bias:
             loss, stats = _FusedSphereFace2.apply(x_hat, weight, bias, positive_index, spec, opts)
@@ -268,12 +319,7 @@ def fused_head_forward(
         head.weight,
         head.bias,
         labels,
-        margin_type=head.margin_type,
-        lam=head.lam,
-        r=head.r,
-        m=head.m,
-        t=head.t,
-        gradient=head.gradient,
+        params=head.params,
         scale=head.lw / batch,
         chunk_size=chunk_size,
         return_stats=return_stats,

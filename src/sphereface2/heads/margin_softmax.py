@@ -41,16 +41,16 @@ from sphereface2.heads.angular import (
     joint_cosine,
     scaled_with_gradient,
 )
-from sphereface2.heads.base import ProxyHead, cosine_stats, cosines, renormalise_
-from sphereface2.heads.class_sampling import ClassSampling, check_sample_rate, check_sample_seed
-from sphereface2.heads.registry import HEADS
-from sphereface2.heads.validation import (
+from sphereface2.heads.arg_checks import (
     GRADIENT_MODES,
     check_batch,
     check_choice,
     check_number,
     check_sizes,
 )
+from sphereface2.heads.base import ProxyHead, cosine_stats, cosines, renormalise_
+from sphereface2.heads.class_sampling import ClassSampling, check_sample_rate, check_sample_seed
+from sphereface2.heads.registry import HEADS
 
 
 def margin_cross_entropy(

@@ -16,9 +16,9 @@ from sphereface2.distributed.collectives import all_gather_rows, gather_and_repl
 from sphereface2.distributed.process_group import rank as get_rank
 from sphereface2.distributed.process_group import world_size as get_world_size
 from sphereface2.distributed.sharding import class_shard, shard_sizes
+from sphereface2.heads.arg_checks import check_batch, check_choice
 from sphereface2.heads.base import renormalise_
 from sphereface2.heads.registry import build_head
-from sphereface2.heads.validation import check_batch, check_choice
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup

@@ -15,6 +15,7 @@ from sphereface2.heads.fused_function import prefer_fused
 from sphereface2.heads.sharded_base import ShardedHead, cosine_sums, meta_template
 from sphereface2.heads.sphereface2 import SphereFace2Head
 from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
+from sphereface2.heads.sphereface2_params import SphereFace2Params
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -56,33 +57,26 @@ class ShardedSphereFace2Head(ShardedHead):
         if not isinstance(template, SphereFace2Head):
             raise ValueError(f"head {name!r} is not a SphereFace2 head")
         super().__init__(template, group, init=init, seed=seed, renormalise=True)
-        self.margin_type, self.gradient = template.margin_type, template.gradient
-        self.lam, self.r, self.m, self.t, self.lw = (
-            template.lam,
-            template.r,
-            template.m,
-            template.t,
-            template.lw,
-        )
+        self.params: SphereFace2Params = template.params
         self.fused = _is_fused_sphereface2(template)
         # "auto" | "plain" | "fused" of the plain head: decided per call on this rank's
         # (global batch x local classes), as the plain head decides on (B x K).
         self.implementation = str(getattr(template, "implementation", "plain"))
         self.chunk_size = getattr(template, "chunk_size", None)
-        b0 = bias_init(
-            self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t, self.gradient
-        )
+        b0 = bias_init(self.num_classes, self.params)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
 
+    # The hyper-parameters, read from ``params`` (the plain head's checked value).
+    margin_type = property(lambda self: self.params.margin_type)
+    lam = property(lambda self: self.params.lam)
+    r = property(lambda self: self.params.r)
+    m = property(lambda self: self.params.m)
+    t = property(lambda self: self.params.t)
+    lw = property(lambda self: self.params.lw)
+    gradient = property(lambda self: self.params.gradient)
+
     def _maths(self) -> dict[str, Any]:
-        return {
-            "margin_type": self.margin_type,
-            "lam": self.lam,
-            "r": self.r,
-            "m": self.m,
-            "t": self.t,
-            "gradient": self.gradient,
-        }
+        return self.params.maths()
 
     def _plain_partial(
         self, x: Tensor, y: Tensor, bias: Tensor, stats: bool
@@ -123,7 +117,7 @@ class ShardedSphereFace2Head(ShardedHead):
             scale=self.lw / x.shape[0],
             chunk_size=self.chunk_size,
             return_stats=stats,
-            **self._maths(),
+            params=self.params,
         )
         if not stats:
             return out, None  # type: ignore[return-value]

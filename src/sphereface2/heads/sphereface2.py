@@ -6,11 +6,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from sphereface2.heads.arg_checks import check_choice
 from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
 from sphereface2.heads.fused_function import IMPLEMENTATIONS, fused_head_forward, prefer_fused
 from sphereface2.heads.registry import HEADS
-from sphereface2.heads.sphereface2_math import MARGIN_TYPES, bias_init, chunk_loss
-from sphereface2.heads.validation import GRADIENT_MODES, check_choice, check_number
+from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
+from sphereface2.heads.sphereface2_params import SphereFace2Params
 
 
 def sphereface2_loss(
@@ -94,18 +95,21 @@ class SphereFace2Head(ProxyHead):
         name = self.head_name
         self.implementation = check_choice(name, "implementation", implementation, IMPLEMENTATIONS)
         self.chunk_size = chunk_size
-        self.margin_type = check_choice(name, "margin_type", margin_type, MARGIN_TYPES)
-        self.gradient = check_choice(name, "gradient", gradient, GRADIENT_MODES)
-        self.lam = check_number(name, "lam", lam, low=0.0, high=1.0)
-        self.r = check_number(name, "r", r, low=0.0)
-        self.t = check_number(name, "t", t, low=0.0)
-        self.lw = check_number(name, "lw", lw, low=0.0)
-        self.m = check_number(name, "m", m, low=0.0, low_inclusive=margin_type != "M")
-        super().__init__(num_classes, embedding_dim, validate=validate)
-        b0 = bias_init(
-            self.num_classes, self.margin_type, self.lam, self.r, self.m, self.t, self.gradient
+        self.params = SphereFace2Params.for_head(
+            name, margin_type=margin_type, lam=lam, r=r, m=m, t=t, lw=lw, gradient=gradient
         )
+        super().__init__(num_classes, embedding_dim, validate=validate)
+        b0 = bias_init(self.num_classes, self.params)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
+
+    # The hyper-parameters, read from ``params`` (one frozen, checked value).
+    margin_type = property(lambda self: self.params.margin_type)
+    lam = property(lambda self: self.params.lam)
+    r = property(lambda self: self.params.r)
+    m = property(lambda self: self.params.m)
+    t = property(lambda self: self.params.t)
+    lw = property(lambda self: self.params.lw)
+    gradient = property(lambda self: self.params.gradient)
 
     def forward(
         self, embeddings: Tensor, labels: Tensor, *, return_stats: bool = False
@@ -120,17 +124,7 @@ class SphereFace2Head(ProxyHead):
                 self, embeddings, labels, return_stats=return_stats, chunk_size=self.chunk_size
             )
         cos = self.compute_cosines(embeddings, labels)
-        per_sample = chunk_loss(
-            cos,
-            labels,
-            self.bias,
-            margin_type=self.margin_type,
-            lam=self.lam,
-            r=self.r,
-            m=self.m,
-            t=self.t,
-            gradient=self.gradient,
-        )
+        per_sample = chunk_loss(cos, labels, self.bias, **self.params.maths())
         loss = self.lw * per_sample.mean()
         if not return_stats:
             return loss

@@ -1,6 +1,7 @@
 """The SphereFace2 loss as pure functions of cosines (no modules, no state).
 
-Per sample with label y, over classes i (reference.md section 1):
+Per sample with label y, over classes i (SphereFace2, Wen et al., ICLR 2022; official code
+in OpenSphere):
 
     L = lam / r * softplus(-P(cos_y)) + (1 - lam) / r * sum_{i != y} softplus(N(cos_i))
 
@@ -43,8 +44,7 @@ from sphereface2.heads.angular import (
     joint_cosine,
     scaled_with_gradient,
 )
-
-MARGIN_TYPES = ("C", "A", "M")
+from sphereface2.heads.sphereface2_params import MARGIN_TYPES, SphereFace2Params
 
 
 def similarity_adjust(cos: Tensor, t: float) -> Tensor:
@@ -168,11 +168,11 @@ def _logaddexp(a: float, b: float) -> float:
 
 def bias_init(
     num_classes: int,
-    margin_type: str,
-    lam: float,
-    r: float,
-    m: float,
-    t: float,
+    margin_type: str | SphereFace2Params,
+    lam: float | None = None,
+    r: float | None = None,
+    m: float | None = None,
+    t: float | None = None,
     gradient: str = "full",
 ) -> float:
     """The bias b0 minimising the initial loss when every cosine is 0 (float64 closed form).
@@ -189,7 +189,14 @@ def bias_init(
 
     Evaluated in log space so that neither a large a_y - a_i (M with m < 1) nor z > 1
     (few classes, large lambda) overflows or cancels.
+
+    Takes ``bias_init(K, params)`` with a :class:`SphereFace2Params`, or the numbers
+    ``bias_init(K, margin_type, lam, r, m, t, gradient)``.
     """
+    if isinstance(margin_type, SphereFace2Params):
+        p = margin_type
+        margin_type, lam, r, m, t, gradient = p.margin_type, p.lam, p.r, p.m, p.t, p.gradient
+    assert lam is not None and r is not None and m is not None and t is not None
     if num_classes < 2:
         raise ValueError(f"bias_init needs num_classes >= 2, got {num_classes}")
     if not 0.0 < lam < 1.0:

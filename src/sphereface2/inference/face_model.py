@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.model_loading import (
+from sphereface2.inference.fingerprint import Fingerprint, model_fingerprint
+from sphereface2.inference.images import as_image_list, load_rgb
+from sphereface2.metrics.verification import l2_normalize
+from sphereface2.models.loading import (
     ONNX_FILE,
     EmbeddingModel,
     find_run_folder,
     load_embedding_model,
 )
-from sphereface2.evaluate.verification import l2_normalize
-from sphereface2.inference.fingerprint import Fingerprint, model_fingerprint
-from sphereface2.inference.images import as_image_list, load_rgb
 
 #: ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]
@@ -46,7 +46,7 @@ class FaceModel:
     """A loaded model with its preprocessing: images in, unit-length embeddings out.
 
     Args:
-        model: the loaded :class:`~sphereface2.evaluate.model_loading.EmbeddingModel`.
+        model: the loaded :class:`~sphereface2.models.loading.EmbeddingModel`.
         batch_size: images per forward pass (the flip test adds a second pass).
         flip: the default of :meth:`embed`'s ``flip``.
 
@@ -175,7 +175,7 @@ def load_model(
     average_last: int | None = None,
 ) -> FaceModel:
     """Open a model for use: a checkpoint (``.pt``), a run folder, a safetensors export or
-    an ONNX file (see :func:`~sphereface2.evaluate.model_loading.load_embedding_model`).
+    an ONNX file (see :func:`~sphereface2.models.loading.load_embedding_model`).
 
     Args:
         path: the model.

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from sphereface2.evaluate.model_loading import (
+from sphereface2.models.loading import (
     EmbeddingModel,
     OnnxEmbeddingModel,
     TorchEmbeddingModel,

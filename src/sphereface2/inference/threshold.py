@@ -1,8 +1,9 @@
 """The cosine threshold that turns a score into a verdict (same person / different people).
 
 The threshold is never guessed: SphereFace2's bias is not a usable test threshold
-(reference.md section 1), and a cosine means different things for different models. It
-comes from an evaluation report (``RUN/eval/report.json``, written by ``sphereface2
+(SphereFace2, Wen et al., ICLR 2022: it is trained with the margins and the lambda
+weighting, not calibrated for testing), and a cosine means different things for different
+models. It comes from an evaluation report (``RUN/eval/report.json``, written by ``sphereface2
 evaluate``): the OpenSphere protocol's best global threshold, where pairs with
 ``cosine >= threshold`` are called the same person. The Combined set (the pooled pairs of
 every evaluated set) is preferred, as the paper calls it the more reliable number; else the
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sphereface2.evaluate.model_loading import find_run_folder
 from sphereface2.evaluate.report import REPORT_FORMAT
+from sphereface2.models.loading import find_run_folder
 
 #: Where ``sphereface2 evaluate`` writes its report by default, inside a run folder.
 RUN_REPORT = Path("eval") / "report.json"

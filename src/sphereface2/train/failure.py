@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from sphereface2.config import TrainConfig
-from sphereface2.train.checkpoint import CheckpointWriteError
+from sphereface2.models.checkpoint import CheckpointWriteError
 
 
 class NonFiniteLossError(RuntimeError):

@@ -41,13 +41,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from sphereface2.train.checkpoint import (
+from sphereface2.models.checkpoint import (
     CHECKPOINT_FORMAT,
     MODEL_FORMAT,
     check_format,
     latest_checkpoint,
 )
-from sphereface2.train.load_errors import describe_load_error
+from sphereface2.models.load_errors import describe_load_error
 
 #: The config key, named in every message.
 KEY = "model.init"

@@ -21,13 +21,12 @@ import errno
 import os
 from pathlib import Path
 
+from sphereface2.models.run_folder import LOCK_NAME
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; see the module docstring
     fcntl = None  # type: ignore[assignment]
-
-#: Name of the lock file inside a run folder.
-LOCK_NAME = ".lock"
 
 # Descriptors of the locks this process holds, closed in forked children (see above).
 _HELD: set[int] = set()

@@ -52,7 +52,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from sphereface2.backbones import build_backbone
 from sphereface2.config import (
     ConfigError,
     ModelConfig,
@@ -69,7 +68,7 @@ from sphereface2.data.transforms import train_transform
 from sphereface2.distributed.grad_norm import clip_grad_norm_
 from sphereface2.distributed.process_group import distributed_session
 from sphereface2.heads.sharded import ShardedHead, build_sharded_head
-from sphereface2.train.checkpoint import (
+from sphereface2.models.checkpoint import (
     FORMAT_VERSION,
     MODEL_FORMAT,
     atomic_save,
@@ -79,6 +78,16 @@ from sphereface2.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
+)
+from sphereface2.models.model_config import build_backbone_from_config
+from sphereface2.models.run_folder import RunFolder, open_run_folder
+from sphereface2.models.sharded_checkpoint import (
+    load_rows,
+    shard_file_name,
+    shard_payload,
+    shard_rng,
+    sharding_record,
+    split_optimizer_state,
 )
 from sphereface2.train.classes_record import class_names_of, write_class_names
 from sphereface2.train.data_loading import TrainBatches
@@ -105,16 +114,7 @@ from sphereface2.train.logging.curves import plot_training_curves
 from sphereface2.train.optim import LRSchedule, build_sgd, set_lr
 from sphereface2.train.parallel import Parallel
 from sphereface2.train.rng import capture_rng_state, restore_rng_state, seed_everything
-from sphereface2.train.run_folder import RunFolder, open_run_folder
 from sphereface2.train.run_lock import RunFolderClaim
-from sphereface2.train.sharded_checkpoint import (
-    load_rows,
-    shard_file_name,
-    shard_payload,
-    shard_rng,
-    sharding_record,
-    split_optimizer_state,
-)
 from sphereface2.train.validation import load_val_sets, validate
 
 
@@ -160,10 +160,8 @@ def resolve_device(requested: str | torch.device | None, configured: str = "auto
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The backbone described by ``cfg`` (via the registry)."""
-    return build_backbone(
-        cfg.backbone, embedding_dim=cfg.embedding_dim, input_size=cfg.input_size, **cfg.options
-    )
+    """The backbone described by ``cfg``: :func:`sphereface2.models.build_backbone_from_config`."""
+    return build_backbone_from_config(cfg)
 
 
 def build_training_set(cfg: TrainConfig) -> Any:
@@ -471,7 +469,7 @@ class _Run:
     def save(self) -> Path:
         """Write a checkpoint of the current iteration (once per iteration). With several
         processes every rank must call this: each writes its shard, then rank 0 the main
-        file that commits the checkpoint (see :mod:`sphereface2.train.sharded_checkpoint`)."""
+        file that commits the checkpoint (see :mod:`sphereface2.models.sharded_checkpoint`)."""
         if self.last_saved_iteration != self.iteration:
             main, shard = self._state()
             folder = self.run.checkpoints
@@ -607,7 +605,7 @@ def train(
     stop_after: int | None = None,
     echo: bool = True,
 ) -> TrainResult:
-    """Train ``cfg`` into the run folder ``out_dir`` (see :mod:`sphereface2.train.run_folder`).
+    """Train ``cfg`` into the run folder ``out_dir`` (see :mod:`sphereface2.models.run_folder`).
 
     Args:
         cfg: the validated config.

@@ -1,8 +1,8 @@
 """Validation during training: flip-fused embeddings of .bin pair sets, 10-fold accuracy.
 
 Each image and its horizontal flip are embedded and the two raw embeddings summed (the
-InsightFace protocol, reference.md section 3); the metric itself comes from
-:mod:`sphereface2.evaluate.verification`, which works on embeddings, not models.
+InsightFace protocol, its ``eval/verification.py``); the metric itself comes from
+:mod:`sphereface2.metrics.verification`, which works on embeddings, not models.
 Validation never touches the training RNG streams or the weights (eval mode, no grad),
 so running it more or less often does not change the training trajectory.
 """
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from sphereface2.data.bin_format import BinPairDataset
 from sphereface2.data.transforms import eval_transform
-from sphereface2.evaluate.verification import fuse_flip, kfold_accuracy
+from sphereface2.metrics.verification import fuse_flip, kfold_accuracy
 from sphereface2.train.rng import capture_rng_state, restore_rng_state
 
 
