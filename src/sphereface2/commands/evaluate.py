@@ -167,12 +167,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; others unchanged."""
-    if device != "auto":
-        return device
-    import torch
+    """The device name for ``--device`` (``models.device.resolve_device``'s rule)."""
+    from sphereface2.models.device import resolve_device as resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve(device))
 
 
 def default_out_dir(model_path: str) -> Path:

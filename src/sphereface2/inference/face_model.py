@@ -31,6 +31,7 @@ from sphereface2.data.transforms import eval_transform
 from sphereface2.inference.fingerprint import Fingerprint, model_fingerprint
 from sphereface2.inference.images import as_image_list, load_rgb
 from sphereface2.metrics.verification import l2_normalize
+from sphereface2.models.device import resolve_device as resolve_torch_device
 from sphereface2.models.loading import (
     ONNX_FILE,
     EmbeddingModel,
@@ -156,14 +157,12 @@ def _onnx_without_cuda(path: Path) -> bool:
     return "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
 
 
-def resolve_device(path: str | os.PathLike, device: str | torch.device) -> str | torch.device:
-    """``auto``: CUDA when PyTorch sees a GPU (and, for ONNX, onnxruntime can use it),
-    else the CPU. Anything else is returned as given."""
-    if device != "auto":
-        return device
-    if torch.cuda.is_available() and not _onnx_without_cuda(Path(path)):
-        return "cuda"
-    return "cpu"
+def resolve_device(path: str | os.PathLike, device: str | torch.device) -> str:
+    """``models.device.resolve_device``'s rule, except that ``auto`` stays on the CPU for
+    an ONNX file when onnxruntime has no CUDA provider."""
+    if device == "auto" and torch.cuda.is_available() and _onnx_without_cuda(Path(path)):
+        return "cpu"
+    return str(resolve_torch_device(device))
 
 
 def load_model(

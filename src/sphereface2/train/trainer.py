@@ -79,6 +79,7 @@ from sphereface2.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from sphereface2.models.device import resolve_device
 from sphereface2.models.model_config import build_backbone_from_config
 from sphereface2.models.run_folder import RunFolder, open_run_folder
 from sphereface2.models.sharded_checkpoint import (
@@ -143,20 +144,6 @@ class TrainResult:
 # --------------------------------------------------------------------------------------
 # Building blocks (public: the distributed trainer and the evaluation tools reuse them)
 # --------------------------------------------------------------------------------------
-
-
-def resolve_device(requested: str | torch.device | None, configured: str = "auto") -> torch.device:
-    """The device to train on: ``requested`` if given, else the config's (``auto`` picks
-    CUDA when available). Asking for CUDA without a GPU is an error, not a fallback."""
-    choice = str(requested) if requested is not None else configured
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(choice)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {choice!r} was requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {choice!r}; use cpu, cuda or auto")
-    return device
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
