@@ -20,7 +20,6 @@ checked by the builders themselves, called at load time without allocating the m
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
 import types
@@ -443,29 +442,20 @@ def _check_values(cfg: TrainConfig, source: str) -> None:
     )
 
 
-def _accepted_kwargs(builder: Any, exclude: tuple[str, ...]) -> list[str]:
-    params = inspect.signature(builder).parameters.values()
-    return [
-        p.name
-        for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in exclude
-    ]
-
-
 def check_names(cfg: TrainConfig, source: str = "<config>") -> None:
     """Check the backbone and head names and their option names against the registries."""
     from sphereface2.backbones import BACKBONES  # imported here: the registries fill on import
     from sphereface2.heads import HEADS
 
     try:
-        builder = BACKBONES.get(cfg.model.backbone)
+        BACKBONES.get(cfg.model.backbone)
     except KeyError as err:
         _fail(source, "model.backbone", str(err))
     reserved = ("embedding_dim", "input_size")
     for key in reserved:
         if key in cfg.model.options:
             _fail(source, f"model.options.{key}", f"set it as model.{key}, not in options")
-    valid = _accepted_kwargs(builder, reserved)
+    valid = BACKBONES.options(cfg.model.backbone, exclude=reserved)
     for key in cfg.model.options:
         if key not in valid:
             _fail(
@@ -475,11 +465,11 @@ def check_names(cfg: TrainConfig, source: str = "<config>") -> None:
                 f"valid options: {', '.join(valid)}",
             )
     try:
-        head_builder = HEADS.get(cfg.head.name)
+        HEADS.get(cfg.head.name)
     except KeyError as err:
         _fail(source, "head.name", str(err))
     reserved = ("num_classes", "embedding_dim")
-    valid = _accepted_kwargs(head_builder, reserved + ("validate",))
+    valid = HEADS.options(cfg.head.name, exclude=(*reserved, "validate"))
     for key in cfg.head.params:
         if key not in valid:
             _fail(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -13,6 +14,14 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
         return str(self.args[0])
+
+
+class UnknownOptionError(TypeError, ValueError):
+    """A keyword option the named builder does not accept; the message lists the valid ones.
+
+    A TypeError (as Python's own unexpected-keyword error) and a ValueError (a bad
+    configuration value), so callers catching either keep working.
+    """
 
 
 class Registry(Generic[T]):
@@ -43,6 +52,34 @@ class Registry(Generic[T]):
             valid = ", ".join(self.names())
             message = f"unknown {self.family} {name!r}; valid names: {valid}"
             raise UnknownNameError(message) from None
+
+    def options(self, name: str, exclude: Iterable[str] = ()) -> list[str]:
+        """The keyword options builder ``name`` accepts, in signature order, less ``exclude``."""
+        skip = set(exclude)
+        return [
+            p.name
+            for p in inspect.signature(self.get(name)).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip
+        ]
+
+    def check_options(
+        self,
+        name: str,
+        given: Iterable[str],
+        exclude: Iterable[str] = (),
+        what: str = "option",
+        listing: str | None = None,
+    ) -> None:
+        """Raise :class:`UnknownOptionError` naming every option in ``given`` that builder
+        ``name`` does not accept (``exclude`` lists the ones the caller sets itself); the
+        valid ones follow ``listing`` (default "valid <what>s")."""
+        valid = self.options(name, exclude)
+        unknown = sorted(set(given) - set(valid))
+        if unknown:
+            raise UnknownOptionError(
+                f"{self.family} {name!r} got unknown {what}(s) {', '.join(unknown)}; "
+                f"{listing or f'valid {what}s'}: {', '.join(valid)}"
+            )
 
     def build(self, name: str, **kwargs: Any) -> T:
         return self.get(name)(**kwargs)

@@ -6,7 +6,6 @@ A backbone is an ``nn.Module`` mapping float images (B, 3, H, W) to embeddings
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import nn
@@ -18,9 +17,7 @@ BACKBONES: Registry[nn.Module] = Registry("backbone")
 
 def backbone_options(name: str) -> list[str]:
     """The keyword options that backbone ``name`` accepts besides ``embedding_dim``."""
-    builder = BACKBONES.get(name)
-    params = inspect.signature(builder).parameters
-    return [p for p in params if p != "embedding_dim"]
+    return BACKBONES.options(name, exclude=("embedding_dim",))
 
 
 def build_backbone(name: str, embedding_dim: int = 512, **options: Any) -> nn.Module:
@@ -28,15 +25,9 @@ def build_backbone(name: str, embedding_dim: int = 512, **options: Any) -> nn.Mo
 
     ``options`` are the family's keyword options (``width``, ``input_size``; ``batch_norm``
     for SFNet, ``dropout`` for SFNet and IResNet, ``blocks`` and ``scale`` for
-    ``"mobilefacenet"``); an unknown name raises
-    ``UnknownNameError`` listing the valid names, an unknown option a ``TypeError``
+    ``"mobilefacenet"``); an unknown name raises ``UnknownNameError`` listing the valid
+    names, an unknown option an ``UnknownOptionError`` (a TypeError and a ValueError)
     listing the valid options, and a bad value a ``ValueError`` naming the option.
     """
-    valid = backbone_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"backbone {name!r} got unknown option(s) {', '.join(unknown)}; "
-            f"valid options: embedding_dim, {', '.join(valid)}"
-        )
+    BACKBONES.check_options(name, options, exclude=("embedding_dim",))
     return BACKBONES.build(name, embedding_dim=embedding_dim, **options)
