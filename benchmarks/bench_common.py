@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +26,15 @@ def write_report(report: dict[str, Any], out: Path, table: str) -> None:
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(table)
     print(f"\nwrote {out}")
+
+
+def run_worker(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run one measurement in a fresh process; its last stdout line parsed as JSON, or
+    ``{"error": ...}`` when it timed out or failed (so one bad case never stops a table)."""
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-400:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])

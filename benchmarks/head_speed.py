@@ -52,7 +52,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,7 +62,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench_common import cpu_name, write_report
+from bench_common import cpu_name, run_worker, write_report
 from sphereface2.heads.base import renormalise_
 from sphereface2.heads.fused_sphereface2 import FusedSphereFace2Head
 from sphereface2.heads.memory_budget import DEFAULT_BUDGET_BYTES, choose_chunk_size
@@ -250,13 +249,7 @@ def _run_worker(
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
     if kind == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
-    try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    if done.returncode != 0:
-        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-400:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(cmd, env, args.timeout)
 
 
 def _predicted_bytes(name: str, classes: int, args: argparse.Namespace, measured: dict) -> float:

@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 
 import torch
 
-from bench_common import cpu_name, write_report
+from bench_common import cpu_name, run_worker, write_report
 from head_speed import _status_kib
 from sphereface2.heads import build_head
 
@@ -103,14 +102,9 @@ def _run_worker(args: argparse.Namespace, method: str, classes: int) -> dict[str
     ]  # fmt: skip
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
     started = time.perf_counter()
-    try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    if done.returncode != 0:
-        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-400:]}"}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["process_s"] = time.perf_counter() - started
+    result = run_worker(cmd, env, args.timeout)
+    if "error" not in result:
+        result["process_s"] = time.perf_counter() - started
     return result
 
 

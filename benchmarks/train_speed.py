@@ -48,7 +48,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ from typing import Any
 
 import torch
 
-from bench_common import cpu_name, write_report
+from bench_common import cpu_name, run_worker, write_report
 from sphereface2.backbones import BACKBONES, build_backbone, count_macs, count_parameters
 from sphereface2.heads import build_head
 from sphereface2.heads.fused_function import prefer_fused
@@ -232,19 +231,7 @@ def _run_worker(model: str, args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ)
     if args.omp_wait_policy != "unset":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy
-    try:
-        done = subprocess.run(
-            _worker_command(model, args),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=args.timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"model": model, "error": f"timed out after {args.timeout} s"}
-    if done.returncode != 0:
-        return {"model": model, "error": f"exit {done.returncode}: {done.stderr.strip()[-400:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {"model": model, **run_worker(_worker_command(model, args), env, args.timeout)}
 
 
 def _device_name(device: str) -> str:
