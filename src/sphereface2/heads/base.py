@@ -71,8 +71,8 @@ class ProxyHead(nn.Module):
         nn.init.xavier_normal_(self.weight)
         renormalise_(self.weight)
 
-    def compute_cosines(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Check the batch, re-project the proxies and return the (B, K) cosines."""
+    def check_inputs(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Check a batch against this head's sizes (values too when ``validate``)."""
         check_batch(
             self.head_name,
             embeddings,
@@ -81,5 +81,9 @@ class ProxyHead(nn.Module):
             embedding_dim=self.embedding_dim,
             check_values=self.validate,
         )
+
+    def compute_cosines(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Check the batch, re-project the proxies and return the (B, K) cosines."""
+        self.check_inputs(embeddings, labels)
         renormalise_(self.weight)
         return cosines(embeddings, self.weight)

@@ -149,14 +149,7 @@ class MarginSoftmaxHead(ProxyHead, ClassSampling):
 
     def _sampled_cosines(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(B, S) cosines to this forward's sampled proxies, and the labels as columns."""
-        check_batch(
-            self.head_name,
-            embeddings,
-            labels,
-            num_classes=self.num_classes,
-            embedding_dim=self.embedding_dim,
-            check_values=self.validate,
-        )
+        self.check_inputs(embeddings, labels)
         classes = self.draw_classes(labels, self.num_classes)
         renormalise_(self.weight)  # every row, so an unsampled proxy stays unit length
         columns = torch.searchsorted(classes, labels.long())
