@@ -15,13 +15,13 @@ from sphereface2.heads.fused_function import prefer_fused
 from sphereface2.heads.sharded_base import ShardedHead, cosine_sums, meta_template
 from sphereface2.heads.sphereface2 import SphereFace2Head
 from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
-from sphereface2.heads.sphereface2_params import SphereFace2Params
+from sphereface2.heads.sphereface2_params import HoldsSphereFace2Params, SphereFace2Params
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 
-class ShardedSphereFace2Head(ShardedHead):
+class ShardedSphereFace2Head(HoldsSphereFace2Params, ShardedHead):
     """SphereFace2 with the proxies split by class range; same loss and gradients.
 
     Parameters: ``weight`` (this rank's K_local x d unit proxies) and ``bias`` (the shared
@@ -65,15 +65,6 @@ class ShardedSphereFace2Head(ShardedHead):
         self.chunk_size = getattr(template, "chunk_size", None)
         b0 = bias_init(self.num_classes, self.params)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
-
-    # The hyper-parameters, read from ``params`` (the plain head's checked value).
-    margin_type = property(lambda self: self.params.margin_type)
-    lam = property(lambda self: self.params.lam)
-    r = property(lambda self: self.params.r)
-    m = property(lambda self: self.params.m)
-    t = property(lambda self: self.params.t)
-    lw = property(lambda self: self.params.lw)
-    gradient = property(lambda self: self.params.gradient)
 
     def _maths(self) -> dict[str, Any]:
         return self.params.maths()

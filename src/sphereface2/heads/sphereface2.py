@@ -11,7 +11,7 @@ from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
 from sphereface2.heads.fused_function import IMPLEMENTATIONS, fused_head_forward, prefer_fused
 from sphereface2.heads.registry import HEADS
 from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
-from sphereface2.heads.sphereface2_params import SphereFace2Params
+from sphereface2.heads.sphereface2_params import HoldsSphereFace2Params, SphereFace2Params
 
 
 def sphereface2_loss(
@@ -41,7 +41,7 @@ def sphereface2_loss(
 
 
 @HEADS.register("sphereface2")
-class SphereFace2Head(ProxyHead):
+class SphereFace2Head(HoldsSphereFace2Params, ProxyHead):
     """SphereFace2 loss over unit class proxies ``weight`` (K, d) and one scalar ``bias``.
 
     Args:
@@ -101,15 +101,6 @@ class SphereFace2Head(ProxyHead):
         super().__init__(num_classes, embedding_dim, validate=validate)
         b0 = bias_init(self.num_classes, self.params)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
-
-    # The hyper-parameters, read from ``params`` (one frozen, checked value).
-    margin_type = property(lambda self: self.params.margin_type)
-    lam = property(lambda self: self.params.lam)
-    r = property(lambda self: self.params.r)
-    m = property(lambda self: self.params.m)
-    t = property(lambda self: self.params.t)
-    lw = property(lambda self: self.params.lw)
-    gradient = property(lambda self: self.params.gradient)
 
     def forward(
         self, embeddings: Tensor, labels: Tensor, *, return_stats: bool = False

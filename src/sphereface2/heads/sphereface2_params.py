@@ -68,3 +68,19 @@ class SphereFace2Params:
         values = asdict(self)
         del values["lw"]
         return values
+
+
+class HoldsSphereFace2Params:
+    """Mixin of the heads that hold a ``params``: its hyper-parameters as read-only
+    attributes (``head.m``, ``head.lam``, ...), defined once for the plain, fused and
+    sharded heads."""
+
+    params: SphereFace2Params
+
+    margin_type = property(lambda self: self.params.margin_type)
+    lam = property(lambda self: self.params.lam)
+    r = property(lambda self: self.params.r)
+    m = property(lambda self: self.params.m)
+    t = property(lambda self: self.params.t)
+    lw = property(lambda self: self.params.lw)
+    gradient = property(lambda self: self.params.gradient)
