@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import sphereface2.train.run as run_module
 import sphereface2.train.trainer as trainer_module
 from sphereface2.config import load_config
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 def test_paper_config_trains_one_step(path, tiny_data, tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(
-        trainer_module, "save_checkpoint", lambda state, folder, it, keep: saved.append(it)
+        run_module, "save_checkpoint", lambda state, folder, it, keep: saved.append(it)
     )
     overrides = [
         f"data.train={tiny_data}",

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-import sphereface2.train.trainer as trainer_module
+import sphereface2.train.building as building_module
+import sphereface2.train.run as run_module
 from sphereface2.data.recordio import RecordIOReader, RecordIOWriter, pack_record, unpack_record
 from sphereface2.data.recordio_dataset import RecordIODataset
 from sphereface2.registry import UnknownNameError
@@ -41,9 +42,9 @@ def _nan_after(head: nn.Module, after: int) -> nn.Module:
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_checkpoint(
     tmp_path, tiny_config, monkeypatch
 ):
-    real_build_head = trainer_module.build_training_head
+    real_build_head = run_module.build_training_head
     monkeypatch.setattr(
-        trainer_module, "build_training_head", lambda *a: _nan_after(real_build_head(*a), 5)
+        run_module, "build_training_head", lambda *a: _nan_after(real_build_head(*a), 5)
     )
     cfg = tiny_config(runtime={"checkpoint_every": 2})
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at iteration 5") as info:
@@ -198,9 +199,9 @@ def test_a_run_stopped_by_a_corrupt_record_resumes_with_skip_corrupt(
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["no-buffers", "batchnorm"])
 def test_label_out_of_range_mid_run(tmp_path, tiny_config, monkeypatch, batch_norm):
     index = _index_read_at(tiny_config(), 3)
-    real_open = trainer_module.open_training_set
+    real_open = building_module.open_training_set
     monkeypatch.setattr(
-        trainer_module, "open_training_set", lambda *a, **k: _BadLabel(real_open(*a, **k), index)
+        building_module, "open_training_set", lambda *a, **k: _BadLabel(real_open(*a, **k), index)
     )
     options = {"width": 0.125, "batch_norm": batch_norm}
     cfg = tiny_config(model={"options": options}, runtime={"checkpoint_every": 100})
@@ -234,9 +235,9 @@ def _nan_embeddings_from(backbone: nn.Module, call: int) -> nn.Module:
 
 
 def test_non_finite_embedding_is_caught_before_the_head(tmp_path, tiny_config, monkeypatch):
-    real_build = trainer_module.build_model
+    real_build = run_module.build_model
     monkeypatch.setattr(
-        trainer_module, "build_model", lambda cfg: _nan_embeddings_from(real_build(cfg), 3)
+        run_module, "build_model", lambda cfg: _nan_embeddings_from(real_build(cfg), 3)
     )
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as info:  # not the head's ValueError
@@ -253,7 +254,7 @@ def test_non_finite_embedding_is_caught_before_the_head(tmp_path, tiny_config, m
 
 
 def test_no_emergency_checkpoint_after_a_non_finite_update(tmp_path, tiny_config, monkeypatch):
-    real_build = trainer_module.build_sgd
+    real_build = run_module.build_sgd
 
     def build_sgd(*args, **kwargs):  # the 3rd update writes NaN into the first conv
         optimizer, calls = real_build(*args, **kwargs), [0]
@@ -270,7 +271,7 @@ def test_no_emergency_checkpoint_after_a_non_finite_update(tmp_path, tiny_config
         optimizer.step = step
         return optimizer
 
-    monkeypatch.setattr(trainer_module, "build_sgd", build_sgd)
+    monkeypatch.setattr(run_module, "build_sgd", build_sgd)
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match="non-finite embedding at iteration 4") as info:
         train(tiny_config(runtime={"checkpoint_every": 2}), run, echo=False)

@@ -24,6 +24,7 @@ CHILD = textwrap.dedent(
     import sys, time
     import torch
     torch.set_num_threads(1)
+    import sphereface2.train.building as building
     import sphereface2.train.trainer as trainer
     from sphereface2.config import load_config
 
@@ -40,8 +41,8 @@ CHILD = textwrap.dedent(
             time.sleep(0.03)
             return self.dataset[index]
 
-    real_open = trainer.open_training_set
-    trainer.open_training_set = lambda *a, **k: Slow(real_open(*a, **k))
+    real_open = building.open_training_set
+    building.open_training_set = lambda *a, **k: Slow(real_open(*a, **k))
     try:
         trainer.train(load_config(sys.argv[1]), sys.argv[2], resume="auto", echo=False)
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """The saved-model contract: what training writes and everything else reads.
 
+* ``training_state``      ``TrainingState``: the checkpoint payload's schema, saved from and
+                          restored into a live run; the ``model.pt`` payload
+* ``rng_state``           the generator states a checkpoint holds
 * ``checkpoint``          atomic writes, keep-last-N, safe loading (format tags), weight averaging
 * ``sharded_checkpoint``  per-rank head shards of a multi-process checkpoint
 * ``run_folder``          the layout of a training run's output folder

@@ -6,12 +6,13 @@ the traceback: the error line is appended to ``log.txt``; ``summary.json`` gets 
 ``failed``, the iteration and the reason; and when the last good state is intact an
 emergency checkpoint of it is written, so that ``--resume auto`` continues from there.
 
-*Intact* (decided by the trainer, see ``_Run.restore_good_state``): the optimiser step
-of the failing iteration had not begun, the data position and RNG streams can be put
-back to where that iteration started, no BatchNorm-like buffer took the failing batch,
-and every weight, buffer and optimiser state is finite (after a non-finite update the
-last regular checkpoint is the good one). With several processes only the failures that
-every rank raises alike (non-finite values, agreed over all ranks) write one: a
+*Intact* (decided by the trainer, see ``TrainingRun.restore_good_state`` in
+:mod:`sphereface2.train.run`): the optimiser step of the failing iteration had not
+begun, the data position and RNG streams can be put back to where that iteration
+started, no BatchNorm-like buffer took the failing batch, and every weight, buffer and
+optimiser state is finite (after a non-finite update the last regular checkpoint is the
+good one). With several processes only the failures that every rank raises alike
+(non-finite values, agreed over all ranks) write one: a
 checkpoint takes every rank, and a rank that failed alone cannot call the others in.
 """
 

@@ -7,5 +7,13 @@ from sphereface2.train.logging.metrics import (
     progress_line,
     truncate_jsonl,
 )
+from sphereface2.train.logging.silent import SilentLog
 
-__all__ = ["MetricsLogger", "TextLog", "format_duration", "progress_line", "truncate_jsonl"]
+__all__ = [
+    "MetricsLogger",
+    "SilentLog",
+    "TextLog",
+    "format_duration",
+    "progress_line",
+    "truncate_jsonl",
+]
