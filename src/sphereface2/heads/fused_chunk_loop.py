@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sphereface2.heads.sphereface2_margins import negative_margin, positive_value_and_slope
 from sphereface2.heads.sphereface2_params import SphereFace2Params
-from sphereface2.heads.sphereface2_slopes import positive_value_and_slope
 
 SOFTPLUS_THRESHOLD = 20.0  # F.softplus's default: above it softplus(u) = u and its slope is 1
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -143,7 +143,9 @@ class _Workspace:
 
 
 class _NegativeLogits:
-    """N = r (g(cos) + m_neg) + b for a whole chunk, and q^(t-1) for its slope.
+    """N = r (g(cos) + m_neg) + b for a whole chunk, and q^(t-1) for its slope: the
+    negative value of :mod:`sphereface2.heads.sphereface2_margins`, in place in the
+    chunk's buffers.
 
     With q = (cos + 1) / 2, g = 2 q^t - 1, so N = 2 r q^t + offset; for t = 3 the powers are
     two multiplications. dN/dcos = r t q^(t-1) inside [-1, 1] and 0 beyond, where g clamps.
@@ -151,8 +153,7 @@ class _NegativeLogits:
 
     def __init__(self, spec: SphereFace2Params, bias: Tensor, *, want_slope: bool) -> None:
         self.r, self.t = spec.r, spec.t
-        margin = spec.m if spec.margin_type == "C" else 0.0
-        self.offset = spec.r * (margin - 1.0) + bias
+        self.offset = spec.r * (negative_margin(spec) - 1.0) + bias
         self.half = torch.tensor(0.5, dtype=bias.dtype, device=bias.device)
         self.want_slope = want_slope  # the full gradient needs q^(t-1) and the range mask
         # Elsewhere than on CPU clamp every chunk: a host sync per chunk would cost more.

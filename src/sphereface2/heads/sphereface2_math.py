@@ -1,4 +1,5 @@
-"""The SphereFace2 loss as pure functions of cosines (no modules, no state).
+"""The SphereFace2 loss as pure functions of cosines (no modules, no state): the logits
+with their gradient mode, the loss of a chunk of classes, and the bias initialisation.
 
 Per sample with label y, over classes i (SphereFace2, Wen et al., ICLR 2022; official code
 in OpenSphere):
@@ -12,6 +13,9 @@ with positive logit P and negative logit N depending on the margin type:
     M:  P = r * g(cos(min(m * theta_y, pi))) + b    N = r * g(cos_i) + b
 
     g(z) = 2 * ((z + 1) / 2)^t - 1,   theta = arccos(cos)   (see angular.ANGLE_EPS)
+
+P / r and N / r without the bias (the margin functions) are defined once, for this module
+and the fused pass, in :mod:`sphereface2.heads.sphereface2_margins`.
 
 A and M as published are flat (P = -r + b) once the shifted angle passes pi, i.e. for
 theta_y beyond theta0 = pi - m (A) or pi / m (M, m > 1); with the full gradient such a
@@ -38,44 +42,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sphereface2.heads.angular import (
-    angle,
-    continue_past_pi,
-    joint_cosine,
-    scaled_with_gradient,
+from sphereface2.heads.angular import joint_cosine, scaled_with_gradient
+from sphereface2.heads.sphereface2_margins import (
+    negative_margin,
+    negative_value,
+    positive_value,
+    similarity_adjust,
 )
 from sphereface2.heads.sphereface2_params import MARGIN_TYPES, SphereFace2Params
 
-
-def similarity_adjust(cos: Tensor, t: float) -> Tensor:
-    """g(z) = 2 ((z + 1) / 2)^t - 1, mapping [-1, 1] onto itself; t = 1 is the identity.
-
-    The input is clamped to [-1, 1] first: a matmul of unit vectors can return -1 - 1e-7,
-    and a negative base with a non-integer t would give NaN.
-    """
-    return 2.0 * ((cos.clamp(-1.0, 1.0) + 1.0) * 0.5).pow(t) - 1.0
+__all__ = ["bias_init", "chunk_loss", "negative_logit", "positive_logit", "similarity_adjust"]
 
 
-def _positive_value(
-    cos_y: Tensor, margin_type: str, m: float, t: float, *, continued: bool = True
-) -> Tensor:
-    """The positive logit divided by r, without the bias; A and M continued past pi unless
-    ``continued`` is False (then clamped there, as published)."""
-    if margin_type == "C":
-        return similarity_adjust(cos_y, t) - m
-    theta = angle(cos_y)
-    shifted = theta + m if margin_type == "A" else theta * m
-    clamped = similarity_adjust(torch.cos(shifted.clamp(max=math.pi)), t)
-    if not continued:
-        return clamped
-    joint = joint_cosine(m, multiplicative=margin_type == "M")
-    return continue_past_pi(cos_y, shifted, clamped, joint)
-
-
-def _negative_value(cos: Tensor, margin_type: str, m: float, t: float) -> Tensor:
-    """The negative logit divided by r, without the bias (only C has a negative margin)."""
-    adjusted = similarity_adjust(cos, t)
-    return adjusted + m if margin_type == "C" else adjusted
+# Looked up at call time by positive_logit, so a test can swap in another positive value.
+_positive_value = positive_value
 
 
 def positive_logit(
@@ -111,7 +91,7 @@ def negative_logit(
     gradient: str = "full",
 ) -> Tensor:
     """Logits of the other classifiers (any shape); ``"detached"`` back-propagates r * cos."""
-    value = scaled_with_gradient(cos, lambda c: _negative_value(c, margin_type, m, t), r, gradient)
+    value = scaled_with_gradient(cos, lambda c: negative_value(c, margin_type, m, t), r, gradient)
     return value + bias
 
 
@@ -208,7 +188,7 @@ def bias_init(
     if gradient not in ("full", "detached"):
         raise ValueError(f"gradient must be 'full' or 'detached', got {gradient!r}")
     if margin_type == "C":
-        a_y, a_i = r * (g(0.0) - m), r * (g(0.0) + m)
+        a_y = r * (g(0.0) - m)
     elif margin_type in ("A", "M"):
         multiplicative = margin_type == "M"
         shifted = m * math.pi / 2.0 if multiplicative else math.pi / 2.0 + m
@@ -216,9 +196,9 @@ def bias_init(
             a_y = r * g(math.cos(min(math.pi, shifted)))
         else:  # the continuation past pi at cos_y = 0
             a_y = r * (-joint_cosine(m, multiplicative=multiplicative) - 1.0)
-        a_i = r * g(0.0)
     else:
         raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
+    a_i = r * (g(0.0) + negative_margin(margin_type, m))
 
     z = lam / ((1.0 - lam) * (num_classes - 1))
     d = a_y - a_i
