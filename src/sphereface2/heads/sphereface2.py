@@ -1,6 +1,14 @@
-"""The SphereFace2 head: K one-vs-all binary classifiers sharing one bias (ICLR 2022)."""
+"""The SphereFace2 head: K one-vs-all binary classifiers sharing one bias (ICLR 2022).
+
+Also what a SphereFace2 head's keywords resolve to, checked: :func:`sphereface2_settings`,
+and :func:`registered_settings` for a head named in the registry (the sharded head's way).
+"""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -9,7 +17,7 @@ from torch import Tensor
 from sphereface2.heads.arg_checks import check_choice
 from sphereface2.heads.base import ProxyHead, cosine_stats, cosines
 from sphereface2.heads.fused_function import IMPLEMENTATIONS, fused_head_forward, prefer_fused
-from sphereface2.heads.registry import HEADS
+from sphereface2.heads.registry import HEADS, check_head_options
 from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
 from sphereface2.heads.sphereface2_params import HoldsSphereFace2Params, SphereFace2Params
 
@@ -38,6 +46,59 @@ def sphereface2_loss(
         cos, labels, bias, margin_type=margin_type, lam=lam, r=r, m=m, t=t, gradient=gradient
     )
     return lw * per_sample.mean()
+
+
+class HeadSettings(NamedTuple):
+    """What the keywords of a SphereFace2 head resolve to, checked."""
+
+    params: SphereFace2Params
+    implementation: str
+    chunk_size: int | None
+    validate: bool
+
+
+def sphereface2_settings(
+    head: str,
+    *,
+    margin_type: object,
+    lam: object,
+    r: object,
+    m: object,
+    t: object,
+    lw: object,
+    gradient: object,
+    validate: object,
+    implementation: object,
+    chunk_size: object,
+) -> HeadSettings:
+    """Check a SphereFace2 head's keywords; errors start with ``head``."""
+    implementation = check_choice(head, "implementation", implementation, IMPLEMENTATIONS)
+    params = SphereFace2Params.for_head(
+        head, margin_type=margin_type, lam=lam, r=r, m=m, t=t, lw=lw, gradient=gradient
+    )
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"{head}: chunk_size must be a positive int or None, got {chunk_size!r}")
+    return HeadSettings(params, implementation, chunk_size, bool(validate))
+
+
+def registered_settings(
+    name: str, keywords: Mapping[str, Any]
+) -> tuple[type[SphereFace2Head], HeadSettings]:
+    """The SphereFace2 head class registered as ``name`` and the settings that
+    ``build_head(name, K, d, **keywords)`` gives it: the same checks and errors, the
+    class's defaults, and its fixed implementation where it has one."""
+    head_class = HEADS.get(name)
+    if not (isinstance(head_class, type) and issubclass(head_class, SphereFace2Head)):
+        raise ValueError(f"head {name!r} is not a SphereFace2 head")
+    check_head_options(name, keywords)
+    bound = inspect.signature(head_class).bind_partial(**keywords)
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    if head_class.fixed_implementation is not None:
+        values["implementation"] = head_class.fixed_implementation
+    return head_class, sphereface2_settings(head_class.head_name, **values)
 
 
 @HEADS.register("sphereface2")
@@ -75,6 +136,8 @@ class SphereFace2Head(HoldsSphereFace2Params, ProxyHead):
     """
 
     head_name = "sphereface2"
+    fixed_implementation: ClassVar[str | None] = None
+    """Set by an alias that always takes one path (the fused head's "fused")."""
 
     def __init__(
         self,
@@ -92,13 +155,23 @@ class SphereFace2Head(HoldsSphereFace2Params, ProxyHead):
         implementation: str = "auto",
         chunk_size: int | None = None,
     ) -> None:
-        name = self.head_name
-        self.implementation = check_choice(name, "implementation", implementation, IMPLEMENTATIONS)
-        self.chunk_size = chunk_size
-        self.params = SphereFace2Params.for_head(
-            name, margin_type=margin_type, lam=lam, r=r, m=m, t=t, lw=lw, gradient=gradient
+        settings = sphereface2_settings(
+            self.head_name,
+            margin_type=margin_type,
+            lam=lam,
+            r=r,
+            m=m,
+            t=t,
+            lw=lw,
+            gradient=gradient,
+            validate=validate,
+            implementation=implementation,
+            chunk_size=chunk_size,
         )
-        super().__init__(num_classes, embedding_dim, validate=validate)
+        self.params = settings.params
+        self.implementation = settings.implementation
+        self.chunk_size = settings.chunk_size
+        super().__init__(num_classes, embedding_dim, validate=settings.validate)
         b0 = bias_init(self.num_classes, self.params)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
 
