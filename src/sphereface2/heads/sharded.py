@@ -28,13 +28,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sphereface2.heads.margin_softmax import MarginSoftmaxHead, SoftmaxHead
-from sphereface2.heads.registry import HEADS
+from sphereface2.heads.registry import HEADS, check_head_options
 from sphereface2.heads.sharded_base import (
     INIT_MODES,
     ShardedHead,
     init_proxy_rows,
     merge_state_dicts,
-    meta_template,
     split_state_dict,
 )
 from sphereface2.heads.sharded_softmax import (
@@ -65,14 +64,14 @@ __all__ = [
 SHARDABLE_TYPES = (SphereFace2Head, MarginSoftmaxHead, SoftmaxHead)
 
 
+def _builds(builder: object, kind: type | tuple[type, ...]) -> bool:
+    """Whether a registered builder is a head class of ``kind``."""
+    return isinstance(builder, type) and issubclass(builder, kind)
+
+
 def sharded_head_names() -> list[str]:
     """Registered head names that have a sharded version."""
-    names = []
-    for name in HEADS.names():
-        builder = HEADS.get(name)
-        if isinstance(builder, type) and issubclass(builder, SHARDABLE_TYPES):
-            names.append(name)
-    return names
+    return [name for name in HEADS.names() if _builds(HEADS.get(name), SHARDABLE_TYPES)]
 
 
 def build_sharded_head(
@@ -93,14 +92,15 @@ def build_sharded_head(
     ``torch.manual_seed(seed)``. Unknown names and parameters raise the plain registry's
     errors; registered heads without a sharded version raise ValueError naming those with.
     """
-    template = meta_template(name, num_classes, embedding_dim, params)
+    builder = HEADS.get(name)
     common = {"init": init, "seed": seed, **params}
-    if isinstance(template, SphereFace2Head):
+    if _builds(builder, SphereFace2Head):
         return ShardedSphereFace2Head(num_classes, embedding_dim, group, name=name, **common)
-    if isinstance(template, MarginSoftmaxHead):
+    if _builds(builder, MarginSoftmaxHead):
         return ShardedMarginSoftmaxHead(name, num_classes, embedding_dim, group, **common)
-    if isinstance(template, SoftmaxHead):
+    if _builds(builder, SoftmaxHead):
         return ShardedSoftmaxHead(num_classes, embedding_dim, group, **common)
+    check_head_options(name, params)  # a bad keyword first, as build_head would name it
     raise ValueError(
         f"head {name!r} has no sharded version; sharded heads: {', '.join(sharded_head_names())}"
     )

@@ -16,7 +16,7 @@ from sphereface2.distributed.collectives import all_gather_rows, gather_and_repl
 from sphereface2.distributed.process_group import rank as get_rank
 from sphereface2.distributed.process_group import world_size as get_world_size
 from sphereface2.distributed.sharding import class_shard, shard_sizes
-from sphereface2.heads.arg_checks import check_batch, check_choice
+from sphereface2.heads.arg_checks import check_batch, check_choice, check_sizes
 from sphereface2.heads.base import renormalise_
 from sphereface2.heads.registry import build_head
 
@@ -94,9 +94,10 @@ def init_proxy_rows(
 class ShardedHead(nn.Module):
     """Shared plumbing: class range, batch gathering and checks, full-weight conversion.
 
-    Parameters named in ``sharded_keys`` hold this rank's class rows along dim 0; every
-    other parameter is replicated (identical on all ranks). Parameter names equal the plain
-    head's, so :meth:`full_state_dict` loads into the plain head and
+    Built from the plain head's registry name ``head_name`` (errors name it), its sizes
+    and ``validate``. Parameters named in ``sharded_keys`` hold this rank's class rows
+    along dim 0; every other parameter is replicated (identical on all ranks). Parameter
+    names equal the plain head's, so :meth:`full_state_dict` loads into the plain head and
     :meth:`load_full_state_dict` takes a plain head's state dict.
     """
 
@@ -104,18 +105,20 @@ class ShardedHead(nn.Module):
 
     def __init__(
         self,
-        template: nn.Module,
+        head_name: str,
+        num_classes: int,
+        embedding_dim: int,
         group: ProcessGroup | None,
         *,
+        validate: bool,
         init: str,
         seed: int,
         renormalise: bool,
     ) -> None:
         super().__init__()
-        self.head_name = str(template.head_name)
-        self.num_classes = int(template.num_classes)
-        self.embedding_dim = int(template.embedding_dim)
-        self.validate = bool(template.validate)
+        self.head_name = str(head_name)
+        self.num_classes, self.embedding_dim = check_sizes(head_name, num_classes, embedding_dim)
+        self.validate = bool(validate)
         self.init = check_choice(f"sharded {self.head_name}", "init", init, INIT_MODES)
         self.seed = seed
         self.group = group

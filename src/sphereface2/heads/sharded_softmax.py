@@ -98,7 +98,16 @@ class ShardedMarginSoftmaxHead(ShardedHead, ClassSampling):
         template = meta_template(name, num_classes, embedding_dim, params)
         if not isinstance(template, MarginSoftmaxHead):
             raise ValueError(f"head {name!r} is not a margin-softmax head")
-        super().__init__(template, group, init=init, seed=seed, renormalise=True)
+        super().__init__(
+            template.head_name,
+            template.num_classes,
+            template.embedding_dim,
+            group,
+            validate=template.validate,
+            init=init,
+            seed=seed,
+            renormalise=True,
+        )
         self.setup_class_sampling(template.sample_rate, _sample_seed(template, params, seed))
         self.s = template.s
         self._target_logit = template.target_logit  # a bound method; uses no tensors
@@ -159,7 +168,16 @@ class ShardedSoftmaxHead(ShardedHead, ClassSampling):
         **params: Any,
     ) -> None:
         template = meta_template("softmax", num_classes, embedding_dim, params)
-        super().__init__(template, group, init=init, seed=seed, renormalise=False)
+        super().__init__(
+            template.head_name,
+            template.num_classes,
+            template.embedding_dim,
+            group,
+            validate=template.validate,
+            init=init,
+            seed=seed,
+            renormalise=False,
+        )
         self.bias = nn.Parameter(torch.zeros(self.num_local_classes))
         self.setup_class_sampling(template.sample_rate, _sample_seed(template, params, seed))
 

@@ -12,8 +12,8 @@ from torch import Tensor
 from sphereface2.distributed.collectives import global_sum
 from sphereface2.heads.base import NORM_EPS, cosines, renormalise_
 from sphereface2.heads.fused_function import prefer_fused
-from sphereface2.heads.sharded_base import ShardedHead, cosine_sums, meta_template
-from sphereface2.heads.sphereface2 import SphereFace2Head
+from sphereface2.heads.sharded_base import ShardedHead, cosine_sums
+from sphereface2.heads.sphereface2 import registered_settings
 from sphereface2.heads.sphereface2_math import bias_init, chunk_loss
 from sphereface2.heads.sphereface2_params import HoldsSphereFace2Params, SphereFace2Params
 
@@ -53,16 +53,23 @@ class ShardedSphereFace2Head(HoldsSphereFace2Params, ShardedHead):
         seed: int = 0,
         **params: Any,
     ) -> None:
-        template = meta_template(name, num_classes, embedding_dim, params)
-        if not isinstance(template, SphereFace2Head):
-            raise ValueError(f"head {name!r} is not a SphereFace2 head")
-        super().__init__(template, group, init=init, seed=seed, renormalise=True)
-        self.params: SphereFace2Params = template.params
-        self.fused = _is_fused_sphereface2(template)
+        head_class, settings = registered_settings(name, params)
+        super().__init__(
+            head_class.head_name,
+            num_classes,
+            embedding_dim,
+            group,
+            validate=settings.validate,
+            init=init,
+            seed=seed,
+            renormalise=True,
+        )
+        self.params: SphereFace2Params = settings.params
         # "auto" | "plain" | "fused" of the plain head: decided per call on this rank's
         # (global batch x local classes), as the plain head decides on (B x K).
-        self.implementation = str(getattr(template, "implementation", "plain"))
-        self.chunk_size = getattr(template, "chunk_size", None)
+        self.implementation = settings.implementation
+        self.chunk_size = settings.chunk_size
+        self.fused = head_class.fixed_implementation == "fused"  # built as the fused alias
         b0 = bias_init(self.num_classes, self.params)
         self.bias = nn.Parameter(torch.tensor(b0, dtype=self.weight.dtype))
 
@@ -121,7 +128,7 @@ class ShardedSphereFace2Head(HoldsSphereFace2Params, ShardedHead):
         """The plain head's loss on the global batch; stats "pos_cos", "neg_cos", "bias"."""
         x, y, (bias,) = self.gather_batch(embeddings, labels, (self.bias,))
         renormalise_(self.weight)
-        fused = self.fused or prefer_fused(self.implementation, x, self.num_local_classes)
+        fused = prefer_fused(self.implementation, x, self.num_local_classes)
         compute = self._fused_partial if fused else self._plain_partial
         partial, sums = compute(x, y, bias, return_stats)
         loss = global_sum(partial, self.group)
@@ -144,12 +151,3 @@ class ShardedSphereFace2Head(HoldsSphereFace2Params, ShardedHead):
             f"r={self.r:g}, m={self.m:g}, t={self.t:g}, lw={self.lw:g}, "
             f"gradient={self.gradient!r}, init={self.init!r}{fused}"
         )
-
-
-def _is_fused_sphereface2(template: nn.Module) -> bool:
-    """Whether ``template`` is the fused SphereFace2 head (imported only if it exists)."""
-    try:
-        from sphereface2.heads.fused_sphereface2 import FusedSphereFace2Head
-    except ImportError:
-        return False
-    return isinstance(template, FusedSphereFace2Head)
