@@ -1,9 +1,10 @@
 """One training run's live objects, and one optimiser step over them.
 
 ``TrainingRun`` builds the run from its config (data, backbone, head, optimiser, schedule,
-batch stream), puts a checkpoint back through :class:`~sphereface2.models.TrainingState`,
-runs iterations (micro-batches, autocast, gradient scaling, clipping, the distributed
-agreements) and writes checkpoints. The loop around it is :mod:`sphereface2.train.trainer`.
+batch stream), puts a checkpoint back through
+:class:`~sphereface2.models.training_state.TrainingState`, runs iterations (micro-batches,
+autocast, gradient scaling, clipping, the distributed agreements) and writes checkpoints.
+The loop around it is :mod:`sphereface2.train.trainer`.
 """
 
 from __future__ import annotations
