@@ -3,6 +3,8 @@ and options against the registries (imported lazily: the registries fill on impo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sphereface2.config.schema import TrainConfig
 from sphereface2.config.typed import _fail
 
@@ -90,27 +92,30 @@ def check_names(cfg: TrainConfig, source: str = "<config>") -> None:
         if key in cfg.model.options:
             _fail(source, f"model.options.{key}", f"set it as model.{key}, not in options")
     valid = BACKBONES.options(cfg.model.backbone, exclude=reserved)
-    for key in cfg.model.options:
-        if key not in valid:
-            _fail(
-                source,
-                f"model.options.{key}",
-                f"backbone {cfg.model.backbone!r} has no option {key!r}; "
-                f"valid options: {', '.join(valid)}",
-            )
+    owner = f"backbone {cfg.model.backbone!r}"
+    _check_keys(source, "model.options", cfg.model.options, valid, owner, "option")
     try:
         HEADS.get(cfg.head.name)
     except KeyError as err:
         _fail(source, "head.name", str(err))
     reserved = ("num_classes", "embedding_dim")
     valid = HEADS.options(cfg.head.name, exclude=(*reserved, "validate"))
-    for key in cfg.head.params:
+    _check_keys(
+        source, "head.params", cfg.head.params, valid, f"head {cfg.head.name!r}", "parameter"
+    )
+
+
+def _check_keys(
+    source: str, section: str, given: Iterable[str], valid: list[str], owner: str, what: str
+) -> None:
+    """Fail at ``section.<key>`` for the first key of ``given`` that ``owner`` (e.g.
+    "head 'cosface'") does not accept as a ``what`` ("option", "parameter")."""
+    for key in given:
         if key not in valid:
             _fail(
                 source,
-                f"head.params.{key}",
-                f"head {cfg.head.name!r} has no parameter {key!r}; "
-                f"valid parameters: {', '.join(valid)}",
+                f"{section}.{key}",
+                f"{owner} has no {what} {key!r}; valid {what}s: {', '.join(valid)}",
             )
 
 
