@@ -99,14 +99,7 @@ class ShardedMarginSoftmaxHead(ShardedHead, ClassSampling):
         if not isinstance(template, MarginSoftmaxHead):
             raise ValueError(f"head {name!r} is not a margin-softmax head")
         super().__init__(
-            template.head_name,
-            template.num_classes,
-            template.embedding_dim,
-            group,
-            validate=template.validate,
-            init=init,
-            seed=seed,
-            renormalise=True,
+            **_plain_head_values(template), group=group, init=init, seed=seed, renormalise=True
         )
         self.setup_class_sampling(template.sample_rate, _sample_seed(template, params, seed))
         self.s = template.s
@@ -169,14 +162,7 @@ class ShardedSoftmaxHead(ShardedHead, ClassSampling):
     ) -> None:
         template = meta_template("softmax", num_classes, embedding_dim, params)
         super().__init__(
-            template.head_name,
-            template.num_classes,
-            template.embedding_dim,
-            group,
-            validate=template.validate,
-            init=init,
-            seed=seed,
-            renormalise=False,
+            **_plain_head_values(template), group=group, init=init, seed=seed, renormalise=False
         )
         self.bias = nn.Parameter(torch.zeros(self.num_local_classes))
         self.setup_class_sampling(template.sample_rate, _sample_seed(template, params, seed))
@@ -211,6 +197,16 @@ class ShardedSoftmaxHead(ShardedHead, ClassSampling):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}{self.sampling_repr()}"
+
+
+def _plain_head_values(template: nn.Module) -> dict[str, Any]:
+    """What a sharded head takes from its plain template: name, sizes and ``validate``."""
+    return {
+        "head_name": template.head_name,
+        "num_classes": template.num_classes,
+        "embedding_dim": template.embedding_dim,
+        "validate": template.validate,
+    }
 
 
 def _sample_seed(template: ClassSampling, params: dict[str, Any], seed: int) -> int:
