@@ -12,7 +12,8 @@ from sphereface2.data.transforms import Transform
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def _visible(name: str) -> bool:
+def is_visible(name: str) -> bool:
+    """Whether a file or folder name is not hidden (no leading dot): what every scan keeps."""
     return not name.startswith(".")
 
 
@@ -31,7 +32,7 @@ def scan_image_folder(
         raise FileNotFoundError(f"image folder not found: {root}")
     suffixes = tuple(e.lower() for e in extensions)
     class_dirs = sorted(
-        d for d in os.listdir(root) if _visible(d) and os.path.isdir(os.path.join(root, d))
+        d for d in os.listdir(root) if is_visible(d) and os.path.isdir(os.path.join(root, d))
     )
     if not class_dirs:
         raise ValueError(f"{root}: no identity sub-folders (expected root/<identity>/<image>)")
@@ -41,11 +42,11 @@ def scan_image_folder(
     for name in class_dirs:
         files: list[str] = []
         for dirpath, dirnames, filenames in os.walk(os.path.join(root, name)):
-            dirnames[:] = sorted(d for d in dirnames if _visible(d))
+            dirnames[:] = sorted(d for d in dirnames if is_visible(d))
             files.extend(
                 os.path.join(dirpath, f)
                 for f in filenames
-                if _visible(f) and f.lower().endswith(suffixes)
+                if is_visible(f) and f.lower().endswith(suffixes)
             )
         if not files:
             empty.append(name)

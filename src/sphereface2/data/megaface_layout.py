@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sphereface2.data.image_folder import IMAGE_EXTENSIONS
+from sphereface2.data.image_folder import IMAGE_EXTENSIONS, is_visible
 
 _FEATURE_NAME = re.compile(
     r"^(?P<image>.+\.(?:" + "|".join(e.lstrip(".") for e in IMAGE_EXTENSIONS) + r"))_"
@@ -27,16 +27,12 @@ _FEATURE_NAME = re.compile(
 )
 
 
-def _visible(name: str) -> bool:
-    return not name.startswith(".")
-
-
 def _walk(root: Path, keep) -> list[Path]:
     """Files under ``root`` (recursively, hidden ones skipped) for which ``keep(name)``, sorted."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if _visible(d))
-        found.extend(Path(dirpath) / f for f in filenames if _visible(f) and keep(f))
+        dirnames[:] = sorted(d for d in dirnames if is_visible(d))
+        found.extend(Path(dirpath) / f for f in filenames if is_visible(f) and keep(f))
     return sorted(found)
 
 
